@@ -1,0 +1,1 @@
+# qconform_add_suite(): registered by later code.

@@ -1,0 +1,157 @@
+#include "io/qref_blob.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+qref_status qref_blob_map_file(const char *path, qref_blob *blob, qref_error *err)
+{
+    memset(blob, 0, sizeof *blob);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return qref_error_set(err, QREF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int saved = errno;
+        close(fd);
+        return qref_error_set(err, QREF_ERR_IO, "%s: cannot stat: %s", path, strerror(saved));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return qref_error_set(err, QREF_ERR_IO, "%s: not a regular file", path);
+    }
+    if (st.st_size == 0) {
+        close(fd);
+        return QREF_OK;
+    }
+
+    void *mapping = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    int saved = errno;
+    close(fd);
+    if (mapping == MAP_FAILED)
+        return qref_error_set(err, QREF_ERR_IO, "%s: cannot mmap %lld bytes: %s", path,
+                              (long long)st.st_size, strerror(saved));
+    blob->data = mapping;
+    blob->size = (size_t)st.st_size;
+    blob->mapping = mapping;
+    blob->mapping_size = (size_t)st.st_size;
+    return QREF_OK;
+}
+
+void qref_blob_adopt(qref_blob *blob, void *buffer, size_t size)
+{
+    memset(blob, 0, sizeof *blob);
+    blob->data = buffer;
+    blob->size = size;
+    blob->owned = buffer;
+}
+
+void qref_blob_free(qref_blob *blob)
+{
+    if (blob->mapping != NULL)
+        munmap(blob->mapping, blob->mapping_size);
+    free(blob->owned);
+    memset(blob, 0, sizeof *blob);
+}
+
+qref_status qref_file_read_all(const char *path, size_t max_size, char **out, size_t *out_size,
+                               qref_error *err)
+{
+    *out = NULL;
+    FILE *file = fopen(path, "rb");
+    if (file == NULL)
+        return qref_error_set(err, QREF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+
+    size_t capacity = 4096, size = 0;
+    char *buffer = malloc(capacity + 1);
+    while (buffer != NULL) {
+        size_t got = fread(buffer + size, 1, capacity - size, file);
+        size += got;
+        if (got == 0)
+            break;
+        if (size > max_size)
+            break;
+        if (size == capacity) {
+            capacity *= 2;
+            char *grown = realloc(buffer, capacity + 1);
+            if (grown == NULL) {
+                free(buffer);
+                buffer = NULL;
+            } else {
+                buffer = grown;
+            }
+        }
+    }
+    int read_failed = ferror(file);
+    fclose(file);
+
+    if (buffer == NULL)
+        return qref_error_set(err, QREF_ERR_NOMEM, "%s: out of memory while reading", path);
+    if (read_failed) {
+        free(buffer);
+        return qref_error_set(err, QREF_ERR_IO, "%s: read failed", path);
+    }
+    if (size > max_size) {
+        free(buffer);
+        return qref_error_set(err, QREF_ERR_INVALID, "%s: file size exceeds the limit of %zu bytes",
+                              path, max_size);
+    }
+    buffer[size] = '\0';
+    *out = buffer;
+    if (out_size != NULL)
+        *out_size = size;
+    return QREF_OK;
+}
+
+qref_status qref_file_write_atomic(const char *path, const void *data, size_t size, qref_error *err)
+{
+    size_t length = strlen(path);
+    char *temp_path = malloc(length + 16);
+    if (temp_path == NULL)
+        return qref_error_set(err, QREF_ERR_NOMEM, "%s: out of memory", path);
+    snprintf(temp_path, length + 16, "%s.tmp.XXXXXX", path);
+
+    int fd = mkstemp(temp_path);
+    if (fd < 0) {
+        qref_error_set(err, QREF_ERR_IO, "%s: cannot create a temporary file: %s", path,
+                       strerror(errno));
+        free(temp_path);
+        return QREF_ERR_IO;
+    }
+
+    const uint8_t *bytes = data;
+    size_t written = 0;
+    while (written < size) {
+        ssize_t n = write(fd, bytes + written, size - written);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        written += (size_t)n;
+    }
+    int saved = errno;
+    int sync_failed = written == size ? fsync(fd) : 0;
+    /* mkstemp creates 0600; give the file the permissions a normal create would have */
+    fchmod(fd, 0644);
+    close(fd);
+    if (written != size || sync_failed != 0) {
+        unlink(temp_path);
+        free(temp_path);
+        return qref_error_set(err, QREF_ERR_IO, "%s: write failed: %s", path, strerror(saved));
+    }
+    if (rename(temp_path, path) != 0) {
+        saved = errno;
+        unlink(temp_path);
+        free(temp_path);
+        return qref_error_set(err, QREF_ERR_IO, "%s: cannot rename the temporary file: %s", path,
+                              strerror(saved));
+    }
+    free(temp_path);
+    return QREF_OK;
+}

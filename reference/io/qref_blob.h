@@ -1,0 +1,40 @@
+/*
+ * Read-only byte spans: a whole file mapped with mmap, or a buffer in memory (an archive
+ * entry, a generated file). Readers take a blob and never copy it whole.
+ */
+#ifndef QREF_BLOB_H
+#define QREF_BLOB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/qref_error.h"
+
+typedef struct qref_blob {
+    const uint8_t *data;
+    size_t size;
+    void *mapping;      /* munmap target when the blob maps a file, else NULL */
+    size_t mapping_size;
+    void *owned;        /* free() target when the blob owns a heap buffer, else NULL */
+} qref_blob;
+
+/* Maps the regular file at path read-only. An empty file gives a blob of size 0. */
+qref_status qref_blob_map_file(const char *path, qref_blob *blob, qref_error *err);
+
+/* Wraps a heap buffer; the blob takes ownership and frees it. */
+void qref_blob_adopt(qref_blob *blob, void *buffer, size_t size);
+
+/* Releases the mapping or buffer and zeroes the blob. Safe on a zeroed blob. */
+void qref_blob_free(qref_blob *blob);
+
+/* Reads a whole file into a NUL-terminated heap buffer no larger than max_size bytes. */
+qref_status qref_file_read_all(const char *path, size_t max_size, char **out, size_t *out_size,
+                               qref_error *err);
+
+/*
+ * Writes size bytes to path atomically: the data goes to a temporary file in the same
+ * directory, which is renamed over path only after every byte is written and flushed.
+ */
+qref_status qref_file_write_atomic(const char *path, const void *data, size_t size, qref_error *err);
+
+#endif

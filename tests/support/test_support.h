@@ -1,0 +1,33 @@
+/* Helpers shared by the CMocka unit tests: fixture paths, scratch files and a seeded PRNG. */
+#ifndef QCONFORM_TEST_SUPPORT_H
+#define QCONFORM_TEST_SUPPORT_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+/* Absolute path of a file under fixtures/; returns a static buffer valid until the next call. */
+const char *test_fixture_path(const char *relative);
+
+/* Absolute path under the test scratch folder (created by CMake); same lifetime rule. */
+const char *test_tmp_path(const char *name);
+
+/* Writes size bytes to path, failing the test on error. */
+void test_write_file(const char *path, const void *data, size_t size);
+
+/* Reads a whole file into a NUL-terminated heap buffer, failing the test on error. */
+char *test_read_file(const char *path, size_t *size);
+
+/* SplitMix64: a small deterministic generator for seeded test inputs. */
+typedef struct test_rng {
+    uint64_t state;
+} test_rng;
+
+uint64_t test_rng_next(test_rng *rng);
+/* Uniform float in [-1, 1). */
+float test_rng_float(test_rng *rng);
+
+#endif
