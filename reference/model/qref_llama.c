@@ -1,0 +1,530 @@
+/*
+ * LLaMA forward pass in f32 (Hugging Face LlamaForCausalLM semantics), layer-streamed.
+ *
+ * For a batch of B windows of T tokens, with hidden size D, H query heads and KV key/value
+ * heads of head_dim d, and MLP width F:
+ *
+ *   x = embed[tokens]                                     [B*T, D]
+ *   per layer:
+ *     h = rmsnorm(x) * input_layernorm
+ *     q = h Wq^T [B*T, H*d], k = h Wk^T, v = h Wv^T [B*T, KV*d]
+ *     q, k = rope(q, k)                                   rotate-half layout, theta from config
+ *     a = causal softmax(q k^T / sqrt(d)) v               query head j reads KV head j / (H/KV)
+ *     x = x + a Wo^T
+ *     h = rmsnorm(x) * post_attention_layernorm
+ *     x = x + (silu(h Wg^T) * (h Wu^T)) Wd^T
+ *   logits = (rmsnorm(x) * norm) Wout^T                   [B*T, vocab]
+ *
+ * Dot products accumulate in eight interleaved f32 lanes that are summed in a fixed order, so
+ * the compiler can vectorize them without reassociation and every element has the same value
+ * whatever the thread count. RMSNorm sums of squares and softmax denominators use double.
+ */
+#include "model/qref_llama.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <omp.h>
+
+const char *const qref_llama_linear_names[QREF_LLAMA_LINEAR_COUNT] = {
+    "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+    "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj",
+};
+
+void qref_llama_linear_shape(const qref_llama_config *config, int index, int64_t *rows, int64_t *cols)
+{
+    int64_t hidden = config->hidden_size;
+    int64_t q_width = (int64_t)config->num_attention_heads * config->head_dim;
+    int64_t kv_width = (int64_t)config->num_key_value_heads * config->head_dim;
+    int64_t ffn = config->intermediate_size;
+    switch (index) {
+    case 0: *rows = q_width; *cols = hidden; break;
+    case 1:
+    case 2: *rows = kv_width; *cols = hidden; break;
+    case 3: *rows = hidden; *cols = q_width; break;
+    case 4:
+    case 5: *rows = ffn; *cols = hidden; break;
+    default: *rows = hidden; *cols = ffn; break;
+    }
+}
+
+void qref_llama_layer_tensor_name(char *buf, size_t size, int layer, const char *suffix)
+{
+    snprintf(buf, size, "model.layers.%d.%s", layer, suffix);
+}
+
+/* ---- kernels ---------------------------------------------------------------------------- */
+
+#define LANES 8
+
+/* Sum of a[i] * b[i] in LANES interleaved partial sums, combined pairwise in a fixed order. */
+static float dot_f32(const float *a, const float *b, int n)
+{
+    float acc[LANES] = {0};
+    int i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int l = 0; l < LANES; l++)
+            acc[l] += a[i + l] * b[i + l];
+    for (int l = 0; i < n; i++, l++)
+        acc[l] += a[i] * b[i];
+    float s01 = acc[0] + acc[1], s23 = acc[2] + acc[3], s45 = acc[4] + acc[5], s67 = acc[6] + acc[7];
+    return (s01 + s23) + (s45 + s67);
+}
+
+/* Four dot products of x with w0..w3; each result equals dot_f32(x, wj, n) bit for bit. */
+static void dot4_f32(const float *x, const float *w0, const float *w1, const float *w2,
+                     const float *w3, int n, float out[4])
+{
+    float a0[LANES] = {0}, a1[LANES] = {0}, a2[LANES] = {0}, a3[LANES] = {0};
+    int i = 0;
+    for (; i + LANES <= n; i += LANES) {
+        for (int l = 0; l < LANES; l++) {
+            float xv = x[i + l];
+            a0[l] += xv * w0[i + l];
+            a1[l] += xv * w1[i + l];
+            a2[l] += xv * w2[i + l];
+            a3[l] += xv * w3[i + l];
+        }
+    }
+    for (int l = 0; i < n; i++, l++) {
+        a0[l] += x[i] * w0[i];
+        a1[l] += x[i] * w1[i];
+        a2[l] += x[i] * w2[i];
+        a3[l] += x[i] * w3[i];
+    }
+    float *accs[4] = {a0, a1, a2, a3};
+    for (int j = 0; j < 4; j++) {
+        float *acc = accs[j];
+        float s01 = acc[0] + acc[1], s23 = acc[2] + acc[3];
+        float s45 = acc[4] + acc[5], s67 = acc[6] + acc[7];
+        out[j] = (s01 + s23) + (s45 + s67);
+    }
+}
+
+/* y[r][o] = x[r] . w[o] for r < n_rows, o < n_out; x is [n_rows][k], w is [n_out][k]. */
+static void matmul_transposed(const float *x, int64_t n_rows, const float *w, int64_t n_out, int k,
+                              float *y)
+{
+    const int64_t row_block = 16;
+    const int64_t out_block = 64;
+    int64_t n_row_blocks = (n_rows + row_block - 1) / row_block;
+    int64_t n_out_blocks = (n_out + out_block - 1) / out_block;
+
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t rb = 0; rb < n_row_blocks; rb++) {
+        for (int64_t ob = 0; ob < n_out_blocks; ob++) {
+            int64_t r_end = (rb + 1) * row_block < n_rows ? (rb + 1) * row_block : n_rows;
+            int64_t o_end = (ob + 1) * out_block < n_out ? (ob + 1) * out_block : n_out;
+            for (int64_t r = rb * row_block; r < r_end; r++) {
+                const float *xr = x + r * k;
+                float *yr = y + r * n_out;
+                int64_t o = ob * out_block;
+                for (; o + 4 <= o_end; o += 4)
+                    dot4_f32(xr, w + o * k, w + (o + 1) * k, w + (o + 2) * k, w + (o + 3) * k, k,
+                             yr + o);
+                for (; o < o_end; o++)
+                    yr[o] = dot_f32(xr, w + o * k, k);
+            }
+        }
+    }
+}
+
+/* out[r] = weight * (x[r] / sqrt(mean(x[r]^2) + eps)) for each of n_rows rows of width n. */
+static void rmsnorm_rows(const float *x, const float *weight, int64_t n_rows, int n, double eps,
+                         float *out)
+{
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < n_rows; r++) {
+        const float *xr = x + r * n;
+        double sum_squares = 0.0;
+        for (int i = 0; i < n; i++)
+            sum_squares += (double)xr[i] * xr[i];
+        float inv_rms = (float)(1.0 / sqrt(sum_squares / n + eps));
+        float *o = out + r * n;
+        for (int i = 0; i < n; i++)
+            o[i] = weight[i] * (xr[i] * inv_rms);
+    }
+}
+
+/* ---- rotary embeddings ------------------------------------------------------------------ */
+
+/*
+ * cos/sin tables [seq_len][head_dim/2] as transformers builds them in f32:
+ * inv_freq[i] = 1 / theta^(2i/d), angle = position * inv_freq[i].
+ */
+static void rope_build_tables(const qref_llama_config *config, int seq_len, float *cos_table,
+                              float *sin_table)
+{
+    int half = config->head_dim / 2;
+    for (int i = 0; i < half; i++) {
+        float exponent = (float)(2 * i) / (float)config->head_dim;
+        float inv_freq = 1.0f / powf((float)config->rope_theta, exponent);
+        for (int t = 0; t < seq_len; t++) {
+            float angle = (float)t * inv_freq;
+            cos_table[t * half + i] = cosf(angle);
+            sin_table[t * half + i] = sinf(angle);
+        }
+    }
+}
+
+/* Rotates n_heads heads of one token in place: (x1, x2) -> (x1 c - x2 s, x2 c + x1 s). */
+static void rope_apply(float *vec, int n_heads, int head_dim, const float *cos_row, const float *sin_row)
+{
+    int half = head_dim / 2;
+    for (int h = 0; h < n_heads; h++) {
+        float *head = vec + h * head_dim;
+        for (int i = 0; i < half; i++) {
+            float x1 = head[i], x2 = head[i + half];
+            head[i] = x1 * cos_row[i] - x2 * sin_row[i];
+            head[i + half] = x2 * cos_row[i] + x1 * sin_row[i];
+        }
+    }
+}
+
+/* ---- one decoder layer ------------------------------------------------------------------ */
+
+typedef struct layer_buffers {
+    float *x;       /* [rows][D] residual stream */
+    float *normed;  /* [rows][D] */
+    float *scratch; /* attention: q, k, v, attn; MLP: gate, up (same memory) */
+    float *cos_table, *sin_table;
+} layer_buffers;
+
+/* Loads a tensor of rows x cols into a fresh buffer, or returns NULL with err set. */
+static float *load_tensor(const qref_weight_provider *weights, const char *name, int64_t rows,
+                          int64_t cols, qref_error *err)
+{
+    float *buffer = malloc((size_t)(rows * cols) * sizeof(float));
+    if (buffer == NULL) {
+        qref_error_set(err, QREF_ERR_NOMEM, "%s: cannot allocate %lld x %lld floats", name,
+                       (long long)rows, (long long)cols);
+        return NULL;
+    }
+    if (qref_weights_load(weights, name, rows, cols, buffer, err) != QREF_OK) {
+        free(buffer);
+        return NULL;
+    }
+    return buffer;
+}
+
+static float *load_layer_tensor(const qref_weight_provider *weights, int layer, const char *suffix,
+                                int64_t rows, int64_t cols, qref_error *err)
+{
+    char name[256];
+    qref_llama_layer_tensor_name(name, sizeof name, layer, suffix);
+    return load_tensor(weights, name, rows, cols, err);
+}
+
+static float *load_layer_linear(const qref_weight_provider *weights, const qref_llama_config *config,
+                                int layer, int index, qref_error *err)
+{
+    int64_t rows, cols;
+    qref_llama_linear_shape(config, index, &rows, &cols);
+    char suffix[64];
+    snprintf(suffix, sizeof suffix, "%s.weight", qref_llama_linear_names[index]);
+    return load_layer_tensor(weights, layer, suffix, rows, cols, err);
+}
+
+/* Causal grouped-query attention over n_windows windows of seq_len rows each. */
+static qref_status attention(const qref_llama_config *config, int64_t n_windows, int seq_len,
+                             const float *q, const float *k, const float *v, float *out,
+                             qref_error *err)
+{
+    int heads = config->num_attention_heads;
+    int kv_heads = config->num_key_value_heads;
+    int d = config->head_dim;
+    int group = heads / kv_heads;
+    int q_width = heads * d;
+    int kv_width = kv_heads * d;
+    float scale = 1.0f / sqrtf((float)d);
+
+    /* one row of scores per thread */
+    int n_threads = omp_get_max_threads();
+    float *score_rows = malloc((size_t)n_threads * (size_t)seq_len * sizeof(float));
+    if (score_rows == NULL)
+        return qref_error_set(err, QREF_ERR_NOMEM, "attention: cannot allocate %d score rows of %d",
+                              n_threads, seq_len);
+
+#pragma omp parallel num_threads(n_threads)
+    {
+        float *scores = score_rows + (size_t)omp_get_thread_num() * (size_t)seq_len;
+#pragma omp for collapse(3) schedule(static)
+        for (int64_t b = 0; b < n_windows; b++) {
+            for (int h = 0; h < heads; h++) {
+                for (int t = 0; t < seq_len; t++) {
+                    int64_t row = b * seq_len + t;
+                    const float *qt = q + row * q_width + h * d;
+                    const float *k_base = k + b * seq_len * kv_width + (h / group) * d;
+                    const float *v_base = v + b * seq_len * kv_width + (h / group) * d;
+
+                    float max_score = -INFINITY;
+                    for (int s = 0; s <= t; s++) {
+                        scores[s] = dot_f32(qt, k_base + (int64_t)s * kv_width, d) * scale;
+                        if (scores[s] > max_score)
+                            max_score = scores[s];
+                    }
+                    double denominator = 0.0;
+                    for (int s = 0; s <= t; s++) {
+                        scores[s] = expf(scores[s] - max_score);
+                        denominator += scores[s];
+                    }
+                    float inv_denominator = (float)(1.0 / denominator);
+
+                    float *o = out + row * q_width + h * d;
+                    for (int i = 0; i < d; i++)
+                        o[i] = 0.0f;
+                    for (int s = 0; s <= t; s++) {
+                        float p = scores[s] * inv_denominator;
+                        const float *vs = v_base + (int64_t)s * kv_width;
+                        for (int i = 0; i < d; i++)
+                            o[i] += p * vs[i];
+                    }
+                }
+            }
+        }
+    }
+    free(score_rows);
+    return QREF_OK;
+}
+
+static qref_status layer_forward(const qref_llama_config *config, const qref_weight_provider *weights,
+                                 int layer, int64_t n_windows, int seq_len, layer_buffers *buf,
+                                 qref_error *err)
+{
+    int64_t rows = n_windows * seq_len;
+    int dim = config->hidden_size;
+    int q_width = config->num_attention_heads * config->head_dim;
+    int kv_width = config->num_key_value_heads * config->head_dim;
+    int ffn = config->intermediate_size;
+    float *norm_weight = NULL, *w_a = NULL, *w_b = NULL, *w_c = NULL;
+
+    /* attention block: h = rmsnorm(x); q, k, v = h W^T   [rows, q_width | kv_width] */
+    float *q = buf->scratch;
+    float *k = q + rows * q_width;
+    float *v = k + rows * kv_width;
+    float *attn = v + rows * kv_width;
+
+    norm_weight = load_layer_tensor(weights, layer, "input_layernorm.weight", dim, 1, err);
+    if (norm_weight == NULL)
+        goto fail;
+    rmsnorm_rows(buf->x, norm_weight, rows, dim, config->rms_norm_eps, buf->normed);
+
+    if ((w_a = load_layer_linear(weights, config, layer, 0, err)) == NULL ||
+        (w_b = load_layer_linear(weights, config, layer, 1, err)) == NULL ||
+        (w_c = load_layer_linear(weights, config, layer, 2, err)) == NULL)
+        goto fail;
+    matmul_transposed(buf->normed, rows, w_a, q_width, dim, q);
+    matmul_transposed(buf->normed, rows, w_b, kv_width, dim, k);
+    matmul_transposed(buf->normed, rows, w_c, kv_width, dim, v);
+    free(w_a), free(w_b), free(w_c);
+    w_a = w_b = w_c = NULL;
+
+    /* rotary embeddings on q and k; position = row index within its window */
+    int half = config->head_dim / 2;
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        int t = (int)(r % seq_len);
+        rope_apply(q + r * q_width, config->num_attention_heads, config->head_dim,
+                   buf->cos_table + t * half, buf->sin_table + t * half);
+        rope_apply(k + r * kv_width, config->num_key_value_heads, config->head_dim,
+                   buf->cos_table + t * half, buf->sin_table + t * half);
+    }
+
+    if (attention(config, n_windows, seq_len, q, k, v, attn, err) != QREF_OK)
+        goto fail;
+
+    /* x += attn Wo^T   [rows, dim] (the product goes to `normed`, which is free now) */
+    if ((w_a = load_layer_linear(weights, config, layer, 3, err)) == NULL)
+        goto fail;
+    matmul_transposed(attn, rows, w_a, dim, q_width, buf->normed);
+    free(w_a);
+    w_a = NULL;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < rows * dim; i++)
+        buf->x[i] += buf->normed[i];
+
+    /* MLP block: h = rmsnorm(x); x += (silu(h Wg^T) * h Wu^T) Wd^T   gate, up: [rows, ffn] */
+    float *gate = buf->scratch;
+    float *up = gate + rows * ffn;
+    free(norm_weight);
+    norm_weight = load_layer_tensor(weights, layer, "post_attention_layernorm.weight", dim, 1, err);
+    if (norm_weight == NULL)
+        goto fail;
+    rmsnorm_rows(buf->x, norm_weight, rows, dim, config->rms_norm_eps, buf->normed);
+
+    if ((w_a = load_layer_linear(weights, config, layer, 4, err)) == NULL ||
+        (w_b = load_layer_linear(weights, config, layer, 5, err)) == NULL)
+        goto fail;
+    matmul_transposed(buf->normed, rows, w_a, ffn, dim, gate);
+    matmul_transposed(buf->normed, rows, w_b, ffn, dim, up);
+    free(w_a), free(w_b);
+    w_a = w_b = NULL;
+
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < rows * ffn; i++) {
+        float g = gate[i];
+        gate[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+
+    if ((w_a = load_layer_linear(weights, config, layer, 6, err)) == NULL)
+        goto fail;
+    matmul_transposed(gate, rows, w_a, dim, ffn, buf->normed);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < rows * dim; i++)
+        buf->x[i] += buf->normed[i];
+    free(w_a);
+    free(norm_weight);
+    return QREF_OK;
+
+fail:
+    free(norm_weight);
+    free(w_a);
+    free(w_b);
+    free(w_c);
+    return err->status;
+}
+
+/* ---- the whole model over a batch of windows -------------------------------------------- */
+
+static qref_status check_tokens(const qref_llama_config *config, const int32_t *tokens, size_t count,
+                                int seq_len, qref_error *err)
+{
+    for (size_t i = 0; i < count; i++) {
+        if (tokens[i] < 0 || tokens[i] >= config->vocab_size)
+            return qref_error_set(err, QREF_ERR_INVALID,
+                                  "window %zu, position %zu: token id %d is outside the vocabulary "
+                                  "(expected 0 to %d)",
+                                  i / (size_t)seq_len, i % (size_t)seq_len, tokens[i],
+                                  config->vocab_size - 1);
+    }
+    return QREF_OK;
+}
+
+/* Bytes of activations one window needs between and inside layers. */
+static size_t window_activation_bytes(const qref_llama_config *config, int seq_len)
+{
+    size_t q_width = (size_t)config->num_attention_heads * config->head_dim;
+    size_t kv_width = (size_t)config->num_key_value_heads * config->head_dim;
+    size_t attention_floats = 2 * q_width + 2 * kv_width;
+    size_t mlp_floats = 2 * (size_t)config->intermediate_size;
+    size_t scratch = attention_floats > mlp_floats ? attention_floats : mlp_floats;
+    return (size_t)seq_len * (2 * (size_t)config->hidden_size + scratch) * sizeof(float);
+}
+
+static qref_status batch_forward(const qref_llama_config *config, const qref_weight_provider *weights,
+                                 const int32_t *tokens, size_t first_window, size_t n_windows,
+                                 int seq_len, const qref_forward_options *options, layer_buffers *buf,
+                                 qref_logits_sink sink, void *sink_ctx, qref_error *err)
+{
+    int dim = config->hidden_size;
+    int vocab = config->vocab_size;
+    int64_t rows = (int64_t)n_windows * seq_len;
+
+    /* x = embed[tokens] */
+    float *embed = load_tensor(weights, "model.embed_tokens.weight", vocab, dim, err);
+    if (embed == NULL)
+        return err->status;
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; r++)
+        memcpy(buf->x + r * dim, embed + (int64_t)tokens[r] * dim, (size_t)dim * sizeof(float));
+    free(embed);
+
+    for (int layer = 0; layer < config->num_hidden_layers; layer++) {
+        qref_status status = layer_forward(config, weights, layer, (int64_t)n_windows, seq_len, buf, err);
+        if (status != QREF_OK)
+            return status;
+    }
+
+    /* final norm, then logits = h Wout^T in chunks of positions */
+    float *norm_weight = load_tensor(weights, "model.norm.weight", dim, 1, err);
+    if (norm_weight == NULL)
+        return err->status;
+    rmsnorm_rows(buf->x, norm_weight, rows, dim, config->rms_norm_eps, buf->normed);
+    free(norm_weight);
+
+    const char *output_name = config->tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
+    float *output = load_tensor(weights, output_name, vocab, dim, err);
+    if (output == NULL)
+        return err->status;
+
+    int chunk = options->logits_chunk > 0 ? options->logits_chunk : 64;
+    float *logits = malloc((size_t)chunk * (size_t)vocab * sizeof(float));
+    if (logits == NULL) {
+        free(output);
+        return qref_error_set(err, QREF_ERR_NOMEM, "cannot allocate logits for %d positions", chunk);
+    }
+    qref_status status = QREF_OK;
+    for (size_t b = 0; b < n_windows && status == QREF_OK; b++) {
+        for (int p = options->first_scored_position; p < seq_len && status == QREF_OK; p += chunk) {
+            int count = seq_len - p < chunk ? seq_len - p : chunk;
+            matmul_transposed(buf->normed + ((int64_t)b * seq_len + p) * dim, count, output, vocab, dim,
+                              logits);
+            status = sink(sink_ctx, first_window + b, p, count, logits, err);
+        }
+    }
+    free(logits);
+    free(output);
+    return status;
+}
+
+qref_status qref_llama_forward(const qref_llama_config *config, const qref_weight_provider *weights,
+                               const int32_t *tokens, size_t n_windows, int seq_len,
+                               const qref_forward_options *options, qref_logits_sink sink,
+                               void *sink_ctx, qref_error *err)
+{
+    qref_forward_options defaults = {0};
+    if (options == NULL)
+        options = &defaults;
+    qref_error local_err;
+    if (err == NULL)
+        err = &local_err;
+    if (seq_len <= 0 || n_windows == 0)
+        return qref_error_set(err, QREF_ERR_INVALID, "forward: need at least one window of one token "
+                              "(got %zu windows of %d tokens)", n_windows, seq_len);
+    if (options->first_scored_position < 0 || options->first_scored_position >= seq_len)
+        return qref_error_set(err, QREF_ERR_INTERNAL, "forward: first scored position %d outside [0, %d)",
+                              options->first_scored_position, seq_len);
+    if (config->head_dim % 2 != 0)
+        return qref_error_set(err, QREF_ERR_INVALID, "config: head_dim %d must be even for rotary "
+                              "embeddings", config->head_dim);
+    qref_status status = check_tokens(config, tokens, n_windows * (size_t)seq_len, seq_len, err);
+    if (status != QREF_OK)
+        return status;
+
+    /* as many windows per batch as the activation budget allows, at least one */
+    size_t budget = options->activation_budget ? options->activation_budget : (size_t)1 << 30;
+    size_t per_window = window_activation_bytes(config, seq_len);
+    size_t batch = budget / per_window;
+    if (batch < 1)
+        batch = 1;
+    if (batch > n_windows)
+        batch = n_windows;
+
+    layer_buffers buf = {0};
+    size_t half = (size_t)config->head_dim / 2;
+    buf.x = malloc(batch * per_window);
+    buf.cos_table = malloc((size_t)seq_len * half * sizeof(float));
+    buf.sin_table = malloc((size_t)seq_len * half * sizeof(float));
+    if (buf.x == NULL || buf.cos_table == NULL || buf.sin_table == NULL) {
+        status = qref_error_set(err, QREF_ERR_NOMEM, "forward: cannot allocate %zu bytes of "
+                                "activations for %zu windows", batch * per_window, batch);
+        goto done;
+    }
+    buf.normed = buf.x + batch * (size_t)seq_len * config->hidden_size;
+    buf.scratch = buf.normed + batch * (size_t)seq_len * config->hidden_size;
+    rope_build_tables(config, seq_len, buf.cos_table, buf.sin_table);
+
+    for (size_t first = 0; first < n_windows && status == QREF_OK; first += batch) {
+        size_t count = n_windows - first < batch ? n_windows - first : batch;
+        status = batch_forward(config, weights, tokens + first * (size_t)seq_len, first, count, seq_len,
+                               options, &buf, sink, sink_ctx, err);
+    }
+
+done:
+    free(buf.x);
+    free(buf.cos_table);
+    free(buf.sin_table);
+    return status;
+}

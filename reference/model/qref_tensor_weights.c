@@ -1,0 +1,48 @@
+#include "model/qref_tensor_weights.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+qref_status qref_tensor_load_f32(const qref_tensor *tensor, int64_t rows, int64_t cols, float *dst,
+                                 qref_error *err)
+{
+    char shape[96];
+    qref_tensor_shape_string(tensor, shape, sizeof shape);
+    bool vector = cols == 1;
+    bool shape_ok = vector ? (tensor->ndim == 1 && tensor->shape[0] == rows)
+                           : (tensor->ndim == 2 && tensor->shape[0] == rows && tensor->shape[1] == cols);
+    if (!shape_ok) {
+        if (vector)
+            return qref_error_set(err, QREF_ERR_INVALID, "%s: tensor \"%s\": shape %s, expected [%lld]",
+                                  tensor->file, tensor->name, shape, (long long)rows);
+        return qref_error_set(err, QREF_ERR_INVALID, "%s: tensor \"%s\": shape %s, expected [%lld, %lld]",
+                              tensor->file, tensor->name, shape, (long long)rows, (long long)cols);
+    }
+    if (!qref_dtype_is_float(tensor->dtype))
+        return qref_error_set(err, QREF_ERR_INVALID, "%s: tensor \"%s\": dtype %s, expected a float "
+                              "dtype (F32, F16, BF16, F64)", tensor->file, tensor->name,
+                              qref_dtype_name(tensor->dtype));
+    return qref_convert_to_f32(tensor->dtype, tensor->data, (size_t)(rows * cols), dst, err);
+}
+
+static qref_status tensor_weights_load(void *ctx, const char *name, int64_t rows, int64_t cols,
+                                       float *dst, qref_error *err)
+{
+    const qref_tensor_weights *weights = ctx;
+    const qref_tensor *tensor = qref_tensor_set_find(weights->tensors, name);
+    if (tensor != NULL)
+        return qref_tensor_load_f32(tensor, rows, cols, dst, err);
+
+    if (cols == 1)
+        return qref_error_set(err, QREF_ERR_INVALID, "tensor \"%s\" not found (expected shape [%lld])",
+                              name, (long long)rows);
+    return qref_error_set(err, QREF_ERR_INVALID, "tensor \"%s\" not found (expected shape [%lld, %lld])",
+                          name, (long long)rows, (long long)cols);
+}
+
+void qref_tensor_weights_provider(qref_tensor_weights *weights, qref_weight_provider *provider)
+{
+    provider->ctx = weights;
+    provider->load = tensor_weights_load;
+}
