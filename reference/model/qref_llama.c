@@ -57,50 +57,80 @@ void qref_llama_layer_tensor_name(char *buf, size_t size, int layer, const char 
 
 /* ---- kernels ---------------------------------------------------------------------------- */
 
+/*
+ * Dot products use eight interleaved f32 partial sums, held as two four-lane vectors (the
+ * width of SSE and NEON registers; GCC/Clang vector extension). Lane l only ever sums the
+ * products of elements l, l + 8, l + 16, ..., and the lanes are combined in a fixed order, so
+ * the result does not depend on the instruction set the compiler targets.
+ */
+typedef float v4f __attribute__((vector_size(16)));
 #define LANES 8
 
-/* Sum of a[i] * b[i] in LANES interleaved partial sums, combined pairwise in a fixed order. */
-static float dot_f32(const float *a, const float *b, int n)
+static inline v4f load_v4f(const float *p)
 {
-    float acc[LANES] = {0};
+    v4f v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+typedef struct lanes8 {
+    v4f low, high; /* lanes 0-3 and 4-7 */
+} lanes8;
+
+static inline void lanes8_add_product(lanes8 *acc, const float *a, const float *b)
+{
+    acc->low += load_v4f(a) * load_v4f(b);
+    acc->high += load_v4f(a + 4) * load_v4f(b + 4);
+}
+
+/* Adds the products of elements [start, n), fewer than eight, into lanes 0, 1, ... */
+static inline void lanes8_add_tail(lanes8 *acc, const float *a, const float *b, int start, int n)
+{
+    for (int i = start, l = 0; i < n; i++, l++) {
+        if (l < 4)
+            acc->low[l] += a[i] * b[i];
+        else
+            acc->high[l - 4] += a[i] * b[i];
+    }
+}
+
+static inline float lanes8_sum(const lanes8 *acc)
+{
+    v4f lo = acc->low, hi = acc->high;
+    return ((lo[0] + lo[1]) + (lo[2] + lo[3])) + ((hi[0] + hi[1]) + (hi[2] + hi[3]));
+}
+
+/* Sum of a[i] * b[i] over eight interleaved partial sums, combined in a fixed order. */
+static inline float dot_f32(const float *a, const float *b, int n)
+{
+    lanes8 acc = {{0}, {0}};
     int i = 0;
     for (; i + LANES <= n; i += LANES)
-        for (int l = 0; l < LANES; l++)
-            acc[l] += a[i + l] * b[i + l];
-    for (int l = 0; i < n; i++, l++)
-        acc[l] += a[i] * b[i];
-    float s01 = acc[0] + acc[1], s23 = acc[2] + acc[3], s45 = acc[4] + acc[5], s67 = acc[6] + acc[7];
-    return (s01 + s23) + (s45 + s67);
+        lanes8_add_product(&acc, a + i, b + i);
+    lanes8_add_tail(&acc, a, b, i, n);
+    return lanes8_sum(&acc);
 }
 
 /* Four dot products of x with w0..w3; each result equals dot_f32(x, wj, n) bit for bit. */
-static void dot4_f32(const float *x, const float *w0, const float *w1, const float *w2,
-                     const float *w3, int n, float out[4])
+static inline void dot4_f32(const float *x, const float *w0, const float *w1, const float *w2,
+                            const float *w3, int n, float out[4])
 {
-    float a0[LANES] = {0}, a1[LANES] = {0}, a2[LANES] = {0}, a3[LANES] = {0};
+    lanes8 a0 = {{0}, {0}}, a1 = a0, a2 = a0, a3 = a0;
     int i = 0;
     for (; i + LANES <= n; i += LANES) {
-        for (int l = 0; l < LANES; l++) {
-            float xv = x[i + l];
-            a0[l] += xv * w0[i + l];
-            a1[l] += xv * w1[i + l];
-            a2[l] += xv * w2[i + l];
-            a3[l] += xv * w3[i + l];
-        }
+        lanes8_add_product(&a0, x + i, w0 + i);
+        lanes8_add_product(&a1, x + i, w1 + i);
+        lanes8_add_product(&a2, x + i, w2 + i);
+        lanes8_add_product(&a3, x + i, w3 + i);
     }
-    for (int l = 0; i < n; i++, l++) {
-        a0[l] += x[i] * w0[i];
-        a1[l] += x[i] * w1[i];
-        a2[l] += x[i] * w2[i];
-        a3[l] += x[i] * w3[i];
-    }
-    float *accs[4] = {a0, a1, a2, a3};
-    for (int j = 0; j < 4; j++) {
-        float *acc = accs[j];
-        float s01 = acc[0] + acc[1], s23 = acc[2] + acc[3];
-        float s45 = acc[4] + acc[5], s67 = acc[6] + acc[7];
-        out[j] = (s01 + s23) + (s45 + s67);
-    }
+    lanes8_add_tail(&a0, x, w0, i, n);
+    lanes8_add_tail(&a1, x, w1, i, n);
+    lanes8_add_tail(&a2, x, w2, i, n);
+    lanes8_add_tail(&a3, x, w3, i, n);
+    out[0] = lanes8_sum(&a0);
+    out[1] = lanes8_sum(&a1);
+    out[2] = lanes8_sum(&a2);
+    out[3] = lanes8_sum(&a3);
 }
 
 /* y[r][o] = x[r] . w[o] for r < n_rows, o < n_out; x is [n_rows][k], w is [n_out][k]. */
@@ -271,15 +301,26 @@ static qref_status attention(const qref_llama_config *config, int64_t n_windows,
                         denominator += scores[s];
                     }
                     float inv_denominator = (float)(1.0 / denominator);
+                    for (int s = 0; s <= t; s++)
+                        scores[s] *= inv_denominator;
 
+                    /* o[i] = sum over s of p_s v_s[i], in order of s for every i */
                     float *o = out + row * q_width + h * d;
-                    for (int i = 0; i < d; i++)
-                        o[i] = 0.0f;
-                    for (int s = 0; s <= t; s++) {
-                        float p = scores[s] * inv_denominator;
-                        const float *vs = v_base + (int64_t)s * kv_width;
+                    if (d % 4 == 0) {
+                        for (int j = 0; j < d; j += 4) {
+                            v4f acc = {0};
+                            for (int s = 0; s <= t; s++)
+                                acc += scores[s] * load_v4f(v_base + (int64_t)s * kv_width + j);
+                            memcpy(o + j, &acc, sizeof acc);
+                        }
+                    } else {
                         for (int i = 0; i < d; i++)
-                            o[i] += p * vs[i];
+                            o[i] = 0.0f;
+                        for (int s = 0; s <= t; s++) {
+                            const float *vs = v_base + (int64_t)s * kv_width;
+                            for (int i = 0; i < d; i++)
+                                o[i] += scores[s] * vs[i];
+                        }
                     }
                 }
             }
