@@ -582,14 +582,17 @@ const char *qref_json_type_name(const cJSON *item)
 
 char *qref_json_describe(const cJSON *item, char *buf, size_t size)
 {
-    if (size == 0)
+    if (size < 32) {
+        if (size > 0)
+            snprintf(buf, size, "%s", qref_json_type_name(item));
         return buf;
+    }
     if (cJSON_IsString(item)) {
         /* Quote the string, escape quotes and control bytes, cut long ones short. */
         size_t used = 0;
         const unsigned char *p = (const unsigned char *)item->valuestring;
         buf[used++] = '"';
-        for (; *p != '\0' && used + 8 < size && used < 64; p++) {
+        for (; *p != '\0' && used + 24 < size && used < 64; p++) {
             if (*p == '"' || *p == '\\') {
                 buf[used++] = '\\';
                 buf[used++] = (char)*p;
@@ -599,22 +602,14 @@ char *qref_json_describe(const cJSON *item, char *buf, size_t size)
                 buf[used++] = (char)*p;
             }
         }
-        if (*p != '\0' && used + 4 < size) {
-            memcpy(buf + used, "...", 3);
-            used += 3;
-        }
-        if (used + 1 < size)
-            buf[used++] = '"';
-        buf[used < size ? used : size - 1] = '\0';
+        snprintf(buf + used, size - used, "%s\" (a string)", *p != '\0' ? "..." : "");
     } else if (cJSON_IsNumber(item)) {
         if (item->valuestring != NULL)
-            snprintf(buf, size, "%.60s", item->valuestring);
+            snprintf(buf, size, "%.60s (a number)", item->valuestring);
         else
-            snprintf(buf, size, "%.17g", item->valuedouble);
-    } else if (cJSON_IsTrue(item)) {
-        snprintf(buf, size, "true");
-    } else if (cJSON_IsFalse(item)) {
-        snprintf(buf, size, "false");
+            snprintf(buf, size, "%.17g (a number)", item->valuedouble);
+    } else if (cJSON_IsBool(item)) {
+        snprintf(buf, size, "%s (a boolean)", cJSON_IsTrue(item) ? "true" : "false");
     } else {
         snprintf(buf, size, "%s", qref_json_type_name(item));
     }
@@ -664,9 +659,8 @@ qref_status qref_json_item_int(const char *display, const char *label, const cJS
     int64_t value;
     if (!cJSON_IsNumber(item) || !number_to_int(item, &value) || value < min || value > max)
         return qref_error_set(err, QREF_ERR_INVALID,
-                              "%s: %s: found %s (%s), expected an integer in [%" PRId64 ", %" PRId64 "]", display,
-                              label, qref_json_describe(item, found, sizeof found), qref_json_type_name(item), min,
-                              max);
+                              "%s: %s: found %s, expected an integer in [%" PRId64 ", %" PRId64 "]", display, label,
+                              qref_json_describe(item, found, sizeof found), min, max);
     *out = value;
     return QREF_OK;
 }
@@ -715,8 +709,8 @@ qref_status qref_json_get_double(const char *display, const cJSON *object, const
     }
     char found[96];
     if (!cJSON_IsNumber(item) || !isfinite(item->valuedouble))
-        return qref_error_set(err, QREF_ERR_INVALID, "%s: key \"%s\": found %s (%s), expected a finite number",
-                              display, key, qref_json_describe(item, found, sizeof found), qref_json_type_name(item));
+        return qref_error_set(err, QREF_ERR_INVALID, "%s: key \"%s\": found %s, expected a finite number", display,
+                              key, qref_json_describe(item, found, sizeof found));
     *out = item->valuedouble;
     return QREF_OK;
 }
@@ -734,8 +728,8 @@ qref_status qref_json_get_bool(const char *display, const cJSON *object, const c
     }
     char found[96];
     if (!cJSON_IsBool(item))
-        return qref_error_set(err, QREF_ERR_INVALID, "%s: key \"%s\": found %s (%s), expected true or false",
-                              display, key, qref_json_describe(item, found, sizeof found), qref_json_type_name(item));
+        return qref_error_set(err, QREF_ERR_INVALID, "%s: key \"%s\": found %s, expected true or false", display,
+                              key, qref_json_describe(item, found, sizeof found));
     *out = cJSON_IsTrue(item);
     return QREF_OK;
 }
@@ -753,8 +747,8 @@ qref_status qref_json_get_string(const char *display, const cJSON *object, const
     }
     char found[96];
     if (!cJSON_IsString(item))
-        return qref_error_set(err, QREF_ERR_INVALID, "%s: key \"%s\": found %s (%s), expected a string", display,
-                              key, qref_json_describe(item, found, sizeof found), qref_json_type_name(item));
+        return qref_error_set(err, QREF_ERR_INVALID, "%s: key \"%s\": found %s, expected a string", display, key,
+                              qref_json_describe(item, found, sizeof found));
     *out = item->valuestring;
     return QREF_OK;
 }

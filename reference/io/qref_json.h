@@ -58,7 +58,10 @@ qref_status qref_json_get_string(const char *display, const cJSON *object, const
 qref_status qref_json_item_int(const char *display, const char *label, const cJSON *item,
                                int64_t min, int64_t max, int64_t *out, qref_error *err);
 
-/* Writes a short description of item for messages: "\"abc\"", "12", "true", "an array", ... */
+/*
+ * Writes a short description of item for messages: "\"abc\" (a string)", "12 (a number)",
+ * "true (a boolean)", "null", "an array", "an object". Long strings are cut short.
+ */
 char *qref_json_describe(const cJSON *item, char *buf, size_t size);
 
 /* Name of the JSON type of item: "an object", "an array", "a string", "a number", ... */

@@ -7,6 +7,13 @@
  * rule of the reference Rust reader holds: N <= 100,000,000 and 8 + N <= file size, no
  * duplicate keys, offsets sorted by begin start at 0 and are contiguous, each span equals
  * numel x dtype size (computed with overflow checks), and the last span ends at end of file.
+ * On top of those it requires what the format's JSON schema states: a header that is a JSON
+ * object, a flat string-to-string "__metadata__", exactly the keys dtype, shape and
+ * data_offsets per tensor, at most 8 dimensions, and names of 1 to 1024 bytes.
+ *
+ * Status: QREF_ERR_UNSUPPORTED for dtypes the format defines but qref_dtype lacks (F4,
+ * F6_E2M3, F6_E3M2, F8_E8M0, F8_E4M3FNUZ, F8_E5M2FNUZ, C64); QREF_ERR_INVALID for every
+ * other violation.
  */
 #ifndef QREF_SAFETENSORS_H
 #define QREF_SAFETENSORS_H
@@ -29,7 +36,11 @@ typedef struct qref_safetensors {
     qref_safetensors_meta *metadata;
     size_t metadata_count;
     uint64_t header_size;
+    char *display;                /* owned copy of the display name; each tensor's file field */
 } qref_safetensors;
+
+/* Longest tensor name the reader and writer accept, in bytes. */
+#define QREF_SAFETENSORS_MAX_NAME 1024
 
 /*
  * Parses and validates a safetensors file held in data[0..size). display names the file in

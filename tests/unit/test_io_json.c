@@ -200,7 +200,7 @@ static void json_get_int_rejects_non_integers(void **state)
     assert_error(qref_json_get_int("cfg.json", root, "neg", true, 0, 0, 100, &value, &err), &err, QREF_ERR_INVALID,
                  "found -1 (a number), expected an integer in [0, 100]");
     assert_error(qref_json_get_int("cfg.json", root, "nul", false, 7, 0, 100, &value, &err), &err,
-                 QREF_ERR_INVALID, "found null (null)");
+                 QREF_ERR_INVALID, "found null, expected an integer");
     cJSON_Delete(root);
 }
 
