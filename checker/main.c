@@ -18,6 +18,7 @@ typedef struct qc_command {
 
 static const qc_command commands[] = {
     {"version", NULL, "print the version"},
+    {"tokenize", qc_cmd_tokenize, "encode text with a SentencePiece tokenizer and print the ids"},
 };
 
 static void print_help(FILE *out)
