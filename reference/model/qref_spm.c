@@ -703,6 +703,13 @@ qref_status qref_spm_load(const char *display, const uint8_t *data, size_t size,
 {
     *out = NULL;
 
+    /* A JSON file here is most likely a Hugging Face tokenizer.json given by mistake. */
+    if (size > 0 && data[0] == '{')
+        return qref_error_set(err, QREF_ERR_INVALID,
+                              "%s: starts with '{' like a JSON file, expected a serialized "
+                              "SentencePiece ModelProto (tokenizer.model, not tokenizer.json)",
+                              display);
+
     /* Step 1: validate the whole message and count pieces; defaults from the .proto file. */
     spm_proto proto = {
         .model_type = 1, /* UNIGRAM */

@@ -155,8 +155,9 @@ typedef struct zip_file {
     int type; /* AE_IFREG, AE_IFDIR or AE_IFLNK */
 } zip_file;
 
-/* Writes a deflate zip of the given entries; returns a heap buffer. */
-static uint8_t *write_zip(const zip_file *files, size_t count, size_t *size)
+/* Writes a zip of the given entries, deflated or stored; returns a heap buffer. */
+static uint8_t *write_zip_with(const zip_file *files, size_t count, const char *compression,
+                               size_t *size)
 {
     size_t capacity = 8 << 20;
     uint8_t *buffer = malloc(capacity);
@@ -164,6 +165,8 @@ static uint8_t *write_zip(const zip_file *files, size_t count, size_t *size)
     struct archive *archive = archive_write_new();
     assert_non_null(archive);
     assert_int_equal(archive_write_set_format_zip(archive), ARCHIVE_OK);
+    assert_int_equal(archive_write_set_format_option(archive, "zip", "compression", compression),
+                     ARCHIVE_OK);
     assert_int_equal(archive_write_open_memory(archive, buffer, capacity, size), ARCHIVE_OK);
     for (size_t i = 0; i < count; i++) {
         struct archive_entry *entry = archive_entry_new();
@@ -182,6 +185,11 @@ static uint8_t *write_zip(const zip_file *files, size_t count, size_t *size)
     assert_int_equal(archive_write_close(archive), ARCHIVE_OK);
     archive_write_free(archive);
     return buffer;
+}
+
+static uint8_t *write_zip(const zip_file *files, size_t count, size_t *size)
+{
+    return write_zip_with(files, count, "deflate", size);
 }
 
 static void test_zip_matches_raw(void **state)
@@ -279,7 +287,7 @@ static void test_reject_bad_zips(void **state)
     check_zip_rejected(link, 1, "is not a regular file");
 }
 
-static void test_reject_truncated_zip(void **state)
+static void test_reject_damaged_zip(void **state)
 {
     (void)state;
     size_t raw_size = 0;
@@ -297,6 +305,22 @@ static void test_reject_truncated_zip(void **state)
     assert_non_null(strstr(err.message, "cut.zip"));
     assert_null(wikitext.study_text);
     free(zip);
+
+    /* One flipped bit in a stored entry fails its CRC-32. */
+    zip = write_zip_with(files, 1, "store", &zip_size);
+    static const char marker[] = "Robert Boulter is";
+    size_t at = 0;
+    while (at + sizeof marker - 1 <= zip_size && memcmp(zip + at, marker, sizeof marker - 1) != 0)
+        at++;
+    assert_true(at + sizeof marker - 1 <= zip_size);
+    zip[at] ^= 1;
+    assert_int_equal(qref_wikitext_load_memory("flip.zip", zip, zip_size, QREF_WIKITEXT_TEST,
+                                               &wikitext, &err),
+                     QREF_ERR_INVALID);
+    assert_non_null(strstr(err.message, "flip.zip: entry \"wikitext-2-raw/wiki.test.raw\" cannot "
+                                        "be read"));
+    assert_non_null(strstr(err.message, "CRC"));
+    free(zip);
     free(raw);
 }
 
@@ -309,7 +333,7 @@ int main(void)
         cmocka_unit_test(test_reject_invalid_utf8),
         cmocka_unit_test(test_zip_matches_raw),
         cmocka_unit_test(test_reject_bad_zips),
-        cmocka_unit_test(test_reject_truncated_zip),
+        cmocka_unit_test(test_reject_damaged_zip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
