@@ -554,7 +554,7 @@ static int parse_byte_piece(const char *piece, size_t length)
         return -1;
     const char *high = memchr(digits, piece[3], 16);
     const char *low = memchr(digits, piece[4], 16);
-    if (piece[3] == '\0' || piece[4] == '\0' || high == NULL || low == NULL)
+    if (high == NULL || low == NULL)
         return -1;
     return (int)((high - digits) * 16 + (low - digits));
 }
