@@ -1,0 +1,220 @@
+/*
+ * GPTQ checkpoints in the AutoGPTQ tensor layout: packing, unpacking, dequantization,
+ * structure checks and the quantization config, for one linear layer at a time.
+ *
+ * Source: AutoGPTQ auto_gptq/nn_modules/qlinear/qlinear_cuda_old.py (QuantLinear buffers,
+ * pack(), and the unpacking in forward()), auto_gptq/quantization/config.py, and GPTQModel
+ * gptqmodel/quantization/config.py for the v2 format and its config keys.
+ *
+ * Tensors of a linear with in = in_features, out = out_features, b bits, G = group size
+ * (G = in when group_size is -1) and groups = ceil(in / G):
+ *
+ *   qweight  I32 [in * b / 32, out]     codes packed along in
+ *   qzeros   I32 [groups, out * b / 32] zero points packed along out
+ *   scales   F16 [groups, out]          (BF16 and F32 are read too)
+ *   g_idx    I32 [in]                   group of each input feature
+ *
+ * Packing: the words of one qweight column (or of one qzeros row) form a little-endian bit
+ * stream, and element k occupies bits [b*k, b*k + b) of it. For b = 2, 4, 8 every field sits
+ * inside one word. For b = 3, 32 elements fill 3 words and elements 10 and 21 straddle two
+ * words, which is exactly AutoGPTQ's 3-bit table; so 3-bit needs in and out to be multiples
+ * of 32. Words are uint32 reinterpreted as int32.
+ *
+ * Zero points: format v1 ("gptq", the default when a config names none) stores zero - 1, and
+ * readers add 1; v2 ("gptq_v2", GPTQModel) stores the zero as is. In v1 a stored field of all
+ * ones would decode to 2^b, outside the code range: it is what a zero point of 0 becomes
+ * after the minus one ("v1 zero-point underflow"), and it is reported as an error.
+ *
+ * Dequantization: W[o][i] = scales[g][o] * (q(i, o) - z(g, o)) with g = g_idx[i].
+ *
+ * Known limits: containers other than int32 (GPTQModel pack_dtype int8/int16/int64),
+ * per-module overrides (GPTQModel "dynamic"), and repacked layouts (Marlin, BitBLAS, EXL2)
+ * are reported as not supported.
+ */
+#ifndef QREF_GPTQ_H
+#define QREF_GPTQ_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "core/qref_dtype.h"
+#include "core/qref_error.h"
+#include "io/qref_tensor.h"
+
+typedef enum qref_gptq_format {
+    QREF_GPTQ_FORMAT_V1, /* "gptq": zero points stored minus one */
+    QREF_GPTQ_FORMAT_V2  /* "gptq_v2": zero points stored as is */
+} qref_gptq_format;
+
+/* Keys a config file declared, as bits of qref_gptq_config.declared. */
+typedef enum qref_gptq_key {
+    QREF_GPTQ_KEY_BITS = 1u << 0,
+    QREF_GPTQ_KEY_GROUP_SIZE = 1u << 1,
+    QREF_GPTQ_KEY_SYM = 1u << 2,
+    QREF_GPTQ_KEY_DESC_ACT = 1u << 3,
+    QREF_GPTQ_KEY_STATIC_GROUPS = 1u << 4,
+    QREF_GPTQ_KEY_TRUE_SEQUENTIAL = 1u << 5,
+    QREF_GPTQ_KEY_DAMP_PERCENT = 1u << 6,
+    QREF_GPTQ_KEY_FORMAT = 1u << 7,
+    QREF_GPTQ_KEY_LM_HEAD = 1u << 8
+} qref_gptq_key;
+
+#define QREF_GPTQ_CONFIG_TEXT_MAX 128
+
+/*
+ * A GPTQ quantization config. Keys a file leaves out keep AutoGPTQ's defaults: bits 4,
+ * group_size -1, sym true, static_groups false, true_sequential true, damp_percent 0.01 and
+ * format v1. desc_act defaults to false, but the structure check treats an undeclared
+ * desc_act as possibly true, because AutoGPTQ and GPTQModel default it differently.
+ */
+typedef struct qref_gptq_config {
+    int bits;
+    long group_size; /* as declared: -1 means one group over all input features */
+    bool sym;
+    bool desc_act;
+    bool static_groups;
+    bool true_sequential;
+    bool lm_head;    /* GPTQModel: lm_head is quantized too */
+    double damp_percent;
+    qref_gptq_format format;
+    unsigned declared;                          /* qref_gptq_key bits */
+    char algorithm[QREF_GPTQ_CONFIG_TEXT_MAX];  /* meta.algorithm, e.g. "rtn"; empty if absent */
+    char quantizer[QREF_GPTQ_CONFIG_TEXT_MAX];  /* meta.quantizer entries joined by ","; empty if absent */
+    char source[QREF_GPTQ_CONFIG_TEXT_MAX];     /* file(s) the values came from */
+} qref_gptq_config;
+
+/* Sets AutoGPTQ's defaults, nothing declared. */
+void qref_gptq_config_init(qref_gptq_config *config);
+
+/* "gptq" or "gptq_v2". */
+const char *qref_gptq_format_name(qref_gptq_format format);
+
+/*
+ * Parses one quantization config object (quantize_config.json, or config.json's
+ * quantization_config). Keys are matched case-insensitively with the synonyms AutoGPTQ and
+ * GPTQModel accept (w_bit/wbits = bits, q_group_size = group_size, checkpoint_format =
+ * format = version, method = quant_method, zero_point = not sym, GPTQModel's meta.* for
+ * damp_percent, static_groups, true_sequential). Marlin, BitBLAS, AWQ and other methods or
+ * formats return QREF_ERR_UNSUPPORTED naming them. display names the object in errors.
+ */
+qref_status qref_gptq_config_parse(const char *display, const cJSON *object, qref_gptq_config *out,
+                                   qref_error *err);
+
+/*
+ * Resolves the config from the texts of quantize_config.json and config.json (either may be
+ * NULL when the file is absent), in AutoGPTQ's lookup order: quantize_config.json first,
+ * then config.json's quantization_config. When both declare a key with different values (or
+ * imply different formats) it fails, naming both values; keys only config.json declares are
+ * taken from it.
+ */
+qref_status qref_gptq_config_resolve(const char *quantize_display, const char *quantize_text,
+                                     size_t quantize_length, const char *config_display,
+                                     const char *config_text, size_t config_length,
+                                     qref_gptq_config *out, qref_error *err);
+
+/*
+ * Reads quantize_config.json (or quant_config.json when it is absent) and config.json from
+ * the folder dir and resolves them with qref_gptq_config_resolve.
+ */
+qref_status qref_gptq_config_load(const char *dir, qref_gptq_config *out, qref_error *err);
+
+/*
+ * Builds the quantization_config object AutoGPTQ writes (BaseQuantizeConfig.to_dict: bits,
+ * group_size, damp_percent, desc_act, static_groups, sym, true_sequential,
+ * model_name_or_path, model_file_base_name, quant_method "gptq", checkpoint_format), plus
+ * GPTQModel's provenance object "meta": {"quantizer": [config->quantizer], "algorithm":
+ * config->algorithm} when those strings are set. NULL names are written as null.
+ * The caller frees *out with cJSON_Delete.
+ */
+qref_status qref_gptq_config_to_json(const qref_gptq_config *config, const char *model_name_or_path,
+                                     const char *model_file_base_name, cJSON **out, qref_error *err);
+
+/* Returns the input features per group: group_size, or in_features when group_size is -1. */
+int64_t qref_gptq_group_size(const qref_gptq_config *config, int64_t in_features);
+
+/* The four tensors of one linear, as views (data may be unaligned). */
+typedef struct qref_gptq_linear {
+    const char *prefix;          /* module name for messages, e.g. "model.layers.0.mlp.up_proj" */
+    const qref_tensor *qweight;
+    const qref_tensor *qzeros;
+    const qref_tensor *scales;
+    const qref_tensor *g_idx;    /* NULL in GPTQ-for-LLaMa era files: g_idx[i] = i / G */
+    int64_t out_features;
+    int64_t in_features;
+} qref_gptq_linear;
+
+/*
+ * Checks one linear against its expected features and the config: dtypes and shapes of all
+ * four tensors (which also catches declared bits that differ from the stored ones), g_idx
+ * in range and consistent with the group size (g_idx[i] == i / G without act-order or with
+ * static groups, otherwise each group holding exactly G features), zero points inside the
+ * code range (no v1 underflow; with sym every zero equal to 2^(b-1)), and scales finite and
+ * positive. Returns the first failure, naming the tensor, the index, the value found and
+ * the value expected.
+ */
+qref_status qref_gptq_check_linear(const qref_gptq_linear *linear, const qref_gptq_config *config,
+                                   qref_error *err);
+
+/* Codes and quantization parameters of one linear, in the layout of PyTorch's weight. */
+typedef struct qref_gptq_codes {
+    int bits;
+    int64_t out_features;
+    int64_t in_features;
+    int64_t group_size;
+    int64_t groups;          /* ceil(in_features / group_size) */
+    qref_dtype scale_dtype;  /* dtype the scales are stored in (F16 for AutoGPTQ) */
+    uint8_t *codes;          /* [out][in] */
+    uint8_t *zeros;          /* [out][groups], zero points as used (v1 stored field + 1) */
+    float *scales;           /* [out][groups], exactly the stored scale values */
+    int32_t *g_idx;          /* [in], or NULL for g_idx[i] = i / group_size */
+} qref_gptq_codes;
+
+/* Frees the arrays of codes that qref_gptq_unpack allocated. */
+void qref_gptq_codes_free(qref_gptq_codes *codes);
+
+/* Runs qref_gptq_check_linear, then decodes codes, zeros, scales and g_idx into out. */
+qref_status qref_gptq_unpack(const qref_gptq_linear *linear, const qref_gptq_config *config,
+                             qref_gptq_codes *out, qref_error *err);
+
+/*
+ * Computes weight[out][in] = scale * (q - z) from decoded codes, as AutoGPTQ's
+ * qlinear_cuda_old forward does: the product of an integer tensor and the stored scales has
+ * the scales' dtype, so with F16 scales each weight is the exact product rounded once to
+ * f16 (round-half-to-even), then widened to f32. The same holds for BF16 scales; F32 scales
+ * give the f32 product.
+ */
+void qref_gptq_codes_dequantize(const qref_gptq_codes *codes, float *weight);
+
+/* Checks, unpacks and dequantizes one linear into weight[out_features][in_features]. */
+qref_status qref_gptq_dequantize(const qref_gptq_linear *linear, const qref_gptq_config *config,
+                                 float *weight, qref_error *err);
+
+/* Packed tensors of one linear: views named "<prefix>.qweight" etc. over owned buffers. */
+typedef struct qref_gptq_packed {
+    qref_tensor qweight;
+    qref_tensor qzeros;
+    qref_tensor scales;
+    qref_tensor g_idx;
+    uint8_t *buffers[4];     /* qweight, qzeros, scales, g_idx bytes, little-endian */
+} qref_gptq_packed;
+
+/*
+ * Packs codes (codes->g_idx may be NULL for i / G) into the four AutoGPTQ tensors with F16
+ * scales. The stored codes are codes->codes as given: AutoGPTQ's pack() recomputes them as
+ * round((W_hat + z * s) / f16(s)) from the f16 fake-quantized weight W_hat, which returns the
+ * same codes for b <= 8 because the two f16 roundings move that quotient away from q by at
+ * most 2 * 255 * 2^-11 (about 0.25), less than the 0.5 that would change the rounding.
+ * Fails on a code or zero point above 2^b - 1, a scale that is not finite and positive or
+ * that f16 cannot hold, a g_idx out of range, and widths the packing cannot hold. In v1 it
+ * also fails on a zero point of 0, which would underflow, so such data needs v2. prefix
+ * names the tensors. Free out with qref_gptq_packed_free, also after a failure.
+ */
+qref_status qref_gptq_pack(const char *prefix, const qref_gptq_codes *codes, qref_gptq_format format,
+                           qref_gptq_packed *out, qref_error *err);
+
+void qref_gptq_packed_free(qref_gptq_packed *packed);
+
+#endif
