@@ -23,6 +23,7 @@
  * Known limits: the optional MSE grid search of find_params (mse=True) is not implemented
  * (every GPTQ configuration of the LLaMA-3 quantization study leaves it off), and the
  * ternary mode (trits) is not implemented.
+ * TODO: the mse=True grid search (80 shrink steps of the range, norm 2.4) of find_params.
  */
 #ifndef QREF_RTN_H
 #define QREF_RTN_H
