@@ -17,8 +17,9 @@ typedef struct qc_command {
 } qc_command;
 
 static const qc_command commands[] = {
-    {"version", NULL, "print the version"},
+    {"eval", qc_cmd_eval, "compute a model's perplexity on WikiText-2"},
     {"tokenize", qc_cmd_tokenize, "encode text with a SentencePiece tokenizer and print the ids"},
+    {"version", NULL, "print the version"},
 };
 
 static void print_help(FILE *out)

@@ -1,5 +1,7 @@
 #include "model/qref_tensor_weights.h"
 
+#include "formats/qref_gptq.h"
+
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -26,6 +28,37 @@ qref_status qref_tensor_load_f32(const qref_tensor *tensor, int64_t rows, int64_
     return qref_convert_to_f32(tensor->dtype, tensor->data, (size_t)(rows * cols), dst, err);
 }
 
+/* Finds "<module>.<suffix>" for a module name given with its ".weight" suffix removed. */
+static const qref_tensor *find_sibling(const qref_tensor_set *tensors, const char *module, const char *suffix)
+{
+    char name[512];
+    int n = snprintf(name, sizeof name, "%s.%s", module, suffix);
+    if (n < 0 || (size_t)n >= sizeof name)
+        return NULL;
+    return qref_tensor_set_find(tensors, name);
+}
+
+/* Dequantizes the GPTQ linear `module`, whose qweight tensor is stored. */
+static qref_status load_gptq_linear(const qref_tensor_weights *weights, const char *module,
+                                    const qref_tensor *qweight, int64_t rows, int64_t cols, float *dst,
+                                    qref_error *err)
+{
+    if (weights->gptq == NULL)
+        return qref_error_set(err, QREF_ERR_INVALID, "%s: tensor \"%s.qweight\" is stored but the snapshot "
+                              "declares no GPTQ quantization config (quantize_config.json or config.json "
+                              "quantization_config)", qweight->file, module);
+    qref_gptq_linear linear = {
+        .prefix = module,
+        .qweight = qweight,
+        .qzeros = find_sibling(weights->tensors, module, "qzeros"),
+        .scales = find_sibling(weights->tensors, module, "scales"),
+        .g_idx = find_sibling(weights->tensors, module, "g_idx"),
+        .out_features = rows,
+        .in_features = cols,
+    };
+    return qref_gptq_dequantize(&linear, weights->gptq, dst, err);
+}
+
 static qref_status tensor_weights_load(void *ctx, const char *name, int64_t rows, int64_t cols,
                                        float *dst, qref_error *err)
 {
@@ -33,6 +66,19 @@ static qref_status tensor_weights_load(void *ctx, const char *name, int64_t rows
     const qref_tensor *tensor = qref_tensor_set_find(weights->tensors, name);
     if (tensor != NULL)
         return qref_tensor_load_f32(tensor, rows, cols, dst, err);
+
+    /* a linear stored quantized: "<module>.weight" is absent, "<module>.qweight" present */
+    size_t length = strlen(name);
+    const char suffix[] = ".weight";
+    if (cols > 1 && length > sizeof suffix - 1 && length < 512 &&
+        strcmp(name + length - (sizeof suffix - 1), suffix) == 0) {
+        char module[512];
+        memcpy(module, name, length - (sizeof suffix - 1));
+        module[length - (sizeof suffix - 1)] = '\0';
+        const qref_tensor *qweight = find_sibling(weights->tensors, module, "qweight");
+        if (qweight != NULL)
+            return load_gptq_linear(weights, module, qweight, rows, cols, dst, err);
+    }
 
     if (cols == 1)
         return qref_error_set(err, QREF_ERR_INVALID, "tensor \"%s\" not found (expected shape [%lld])",

@@ -1,0 +1,41 @@
+/*
+ * Command-line options of the subcommands: "--name VALUE", "--name=VALUE" and "--flag",
+ * declared in a table, with positional arguments collected in order.
+ */
+#ifndef QC_ARGS_H
+#define QC_ARGS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef enum qc_arg_kind {
+    QC_ARG_FLAG,   /* target is bool *, set to true */
+    QC_ARG_STRING  /* target is const char **, set to the value */
+} qc_arg_kind;
+
+typedef struct qc_arg_spec {
+    const char *name; /* with the dashes: "--seqlen" */
+    qc_arg_kind kind;
+    void *target;
+} qc_arg_spec;
+
+typedef struct qc_args_result {
+    const char *positional[8];
+    size_t positional_count;
+    bool help;
+} qc_args_result;
+
+/*
+ * Parses argv[1..argc) (argv[0] is the command name). Returns 0, or the usage exit code 2
+ * after printing what is wrong. "--help" and "-h" set result->help and stop parsing.
+ */
+int qc_args_parse(const char *command, int argc, char **argv, const qc_arg_spec *specs, size_t spec_count,
+                  size_t max_positional, qc_args_result *result);
+
+/*
+ * Parses value as a decimal integer in [min, max] for option name. Returns 0, or the usage
+ * exit code 2 after printing what is wrong.
+ */
+int qc_args_int(const char *command, const char *name, const char *value, long min, long max, long *out);
+
+#endif

@@ -1,0 +1,117 @@
+#include "qc_eval.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "io/qref_dataset.h"
+
+static double seconds_since(const struct timespec *start)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - start->tv_sec) + (double)(now.tv_nsec - start->tv_nsec) * 1e-9;
+}
+
+int qc_eval_default_seqlen(const qref_llama_config *config, qref_ppl_protocol protocol)
+{
+    if (protocol == QREF_PPL_PROTOCOL_LLAMACPP)
+        return 512;
+    return config->max_position_embeddings < 2048 ? config->max_position_embeddings : 2048;
+}
+
+int qc_eval_parse_protocol(const char *name, qref_ppl_protocol *out)
+{
+    if (strcmp(name, "study") == 0)
+        *out = QREF_PPL_PROTOCOL_STUDY;
+    else if (strcmp(name, "llamacpp") == 0)
+        *out = QREF_PPL_PROTOCOL_LLAMACPP;
+    else
+        return -1;
+    return 0;
+}
+
+qref_status qc_eval_wikitext_ppl(const qc_model *model, const qc_ppl_request *request, qc_ppl_outcome *out,
+                                 qref_error *err)
+{
+    memset(out, 0, sizeof *out);
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    qref_status status = qc_model_require_tokenizer(model, err);
+    if (status != QREF_OK)
+        return status;
+
+    /* 1. the dataset text the protocol scores */
+    qref_wikitext wikitext;
+    status = qref_wikitext_load_file(request->data_path, QREF_WIKITEXT_TEST, &wikitext, err);
+    if (status != QREF_OK)
+        return status;
+    out->rows = wikitext.row_count;
+    memcpy(out->dataset_sha256, wikitext.input_sha256, sizeof out->dataset_sha256);
+    memcpy(out->raw_sha256, wikitext.raw_sha256, sizeof out->raw_sha256);
+    const qref_blob *tokenizer_file = qref_snapshot_find_file(model->snapshot, "tokenizer.model");
+    qref_sha256_buffer_hex(tokenizer_file->data, tokenizer_file->size, out->tokenizer_sha256);
+
+    /* 2. one token stream, BOS first: the study tokenizes the joined rows, llama.cpp the file */
+    bool llamacpp = request->protocol == QREF_PPL_PROTOCOL_LLAMACPP;
+    const char *text = llamacpp ? wikitext.llamacpp_text : wikitext.study_text;
+    size_t text_size = llamacpp ? wikitext.llamacpp_size : wikitext.study_size;
+    int32_t *ids = NULL;
+    size_t count = 0;
+    status = qref_spm_encode(model->tokenizer, text, text_size, true, &ids, &count, err);
+    qref_wikitext_free(&wikitext);
+    if (status != QREF_OK)
+        return qref_error_prefix(err, "%s: ", request->data_path);
+
+    /* 3. perplexity */
+    out->protocol = request->protocol;
+    out->seqlen = request->seqlen > 0 ? request->seqlen : qc_eval_default_seqlen(&model->config, request->protocol);
+    qref_ppl_options options = {
+        .protocol = request->protocol,
+        .seq_len = out->seqlen,
+        .max_windows = request->max_windows,
+        .bos_id = qref_spm_bos_id(model->tokenizer),
+        .shard_index = request->shard_index,
+        .shard_count = request->shard_count,
+    };
+    status = qref_perplexity_run(&model->config, &model->weights, ids, count, &options, &out->result, err);
+    free(ids);
+    if (status != QREF_OK)
+        return qref_error_prefix(err, "%s: ", model->path);
+    out->seconds = seconds_since(&start);
+    return QREF_OK;
+}
+
+cJSON *qc_ppl_outcome_to_json(const qc_ppl_outcome *outcome, const char *data_path)
+{
+    const qref_ppl_result *r = &outcome->result;
+    cJSON *json = cJSON_CreateObject();
+    cJSON_AddStringToObject(json, "task", "wikitext2");
+    cJSON_AddStringToObject(json, "protocol", qref_ppl_protocol_name(outcome->protocol));
+    cJSON_AddStringToObject(json, "protocol_description",
+                            outcome->protocol == QREF_PPL_PROTOCOL_LLAMACPP
+                                ? "llama.cpp llama-perplexity: file minus one trailing newline, BOS at "
+                                  "position 0 of every chunk, logits n_ctx/2 .. n_ctx-2 scored, "
+                                  "exp(total NLL / scored tokens)"
+                                : "study (GPTQ-style): Hugging Face WikiText rows joined with \"\\n\\n\", "
+                                  "one BOS, non-overlapping windows, remainder dropped, exp(mean of "
+                                  "per-window mean NLL)");
+    cJSON_AddNumberToObject(json, "seqlen", outcome->seqlen);
+    cJSON_AddNumberToObject(json, "ppl", r->ppl);
+    cJSON_AddNumberToObject(json, "ppl_stderr", r->ppl_stderr);
+    cJSON_AddNumberToObject(json, "tokens", (double)r->tokens);
+    cJSON_AddNumberToObject(json, "windows", (double)r->windows_total);
+    cJSON_AddNumberToObject(json, "windows_evaluated", (double)r->windows);
+    cJSON_AddNumberToObject(json, "tokens_scored", (double)r->tokens_scored);
+    cJSON_AddNumberToObject(json, "nll_sum", r->nll_sum);
+    cJSON_AddNumberToObject(json, "window_mean_nll_sum", r->window_mean_sum);
+    cJSON *dataset = cJSON_AddObjectToObject(json, "dataset");
+    cJSON_AddStringToObject(dataset, "path", data_path);
+    cJSON_AddStringToObject(dataset, "sha256", outcome->dataset_sha256);
+    cJSON_AddStringToObject(dataset, "raw_sha256", outcome->raw_sha256);
+    cJSON_AddNumberToObject(dataset, "rows", (double)outcome->rows);
+    cJSON_AddStringToObject(json, "tokenizer_sha256", outcome->tokenizer_sha256);
+    cJSON_AddNumberToObject(json, "seconds", outcome->seconds);
+    return json;
+}

@@ -1,0 +1,48 @@
+/*
+ * Benchmark evaluation shared by `eval` and `verify`: WikiText-2 perplexity of a model under
+ * the study's or llama.cpp's protocol, with the settings and input digests a report records.
+ */
+#ifndef QC_EVAL_H
+#define QC_EVAL_H
+
+#include <stddef.h>
+
+#include <cjson/cJSON.h>
+
+#include "core/qref_sha256.h"
+#include "eval/qref_perplexity.h"
+#include "qc_model.h"
+
+typedef struct qc_ppl_request {
+    const char *data_path;        /* wiki.test.raw or wikitext-2-raw-v1.zip */
+    qref_ppl_protocol protocol;
+    int seqlen;                   /* 0 = the protocol's default for the model */
+    size_t max_windows;           /* 0 = all */
+    size_t shard_index, shard_count;
+} qc_ppl_request;
+
+typedef struct qc_ppl_outcome {
+    qref_ppl_result result;
+    qref_ppl_protocol protocol;
+    int seqlen;
+    size_t rows;                                   /* dataset rows (4358 for the test split) */
+    char dataset_sha256[QREF_SHA256_HEX_SIZE];     /* of the file as given */
+    char raw_sha256[QREF_SHA256_HEX_SIZE];         /* of wiki.test.raw */
+    char tokenizer_sha256[QREF_SHA256_HEX_SIZE];   /* of tokenizer.model */
+    double seconds;
+} qc_ppl_outcome;
+
+/* The default window length: min(2048, max_position_embeddings) for the study, 512 for llama.cpp. */
+int qc_eval_default_seqlen(const qref_llama_config *config, qref_ppl_protocol protocol);
+
+/* Tokenizes the dataset with the model's tokenizer and computes its perplexity. */
+qref_status qc_eval_wikitext_ppl(const qc_model *model, const qc_ppl_request *request, qc_ppl_outcome *out,
+                                 qref_error *err);
+
+/* The outcome as a JSON object: ppl, tokens, windows, seqlen, protocol, dataset digest, ... */
+cJSON *qc_ppl_outcome_to_json(const qc_ppl_outcome *outcome, const char *data_path);
+
+/* Parses "study" or "llamacpp". Returns 0, or -1 when the name is unknown. */
+int qc_eval_parse_protocol(const char *name, qref_ppl_protocol *out);
+
+#endif

@@ -1,0 +1,37 @@
+/*
+ * A model opened for evaluation: its snapshot, LLaMA config, quantization config (when the
+ * snapshot is a GPTQ artifact), the weight provider the forward reads from, and its
+ * SentencePiece tokenizer when the snapshot has one.
+ */
+#ifndef QC_MODEL_H
+#define QC_MODEL_H
+
+#include <stdbool.h>
+
+#include "core/qref_error.h"
+#include "formats/qref_gptq.h"
+#include "io/qref_snapshot.h"
+#include "model/qref_config.h"
+#include "model/qref_spm.h"
+#include "model/qref_tensor_weights.h"
+
+typedef struct qc_model {
+    const char *path;
+    qref_snapshot *snapshot;
+    qref_llama_config config;
+    bool quantized;               /* a GPTQ quantization config was found */
+    qref_gptq_config gptq;
+    qref_tensor_weights tensor_weights;
+    qref_weight_provider weights;
+    qref_spm *tokenizer;          /* NULL when the snapshot has no tokenizer.model */
+} qc_model;
+
+/* Opens a snapshot (folder, .safetensors file or archive) and reads its configs. */
+qref_status qc_model_open(const char *path, qc_model *model, qref_error *err);
+
+/* Returns the tokenizer, or fails naming the snapshot when it has none. */
+qref_status qc_model_require_tokenizer(const qc_model *model, qref_error *err);
+
+void qc_model_close(qc_model *model);
+
+#endif
