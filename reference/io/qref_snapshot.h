@@ -1,14 +1,19 @@
 /*
  * A Hugging Face model snapshot opened read-only from a folder, a single .safetensors file,
- * or a .tar / .tar.gz / .tgz / .zip archive of a snapshot folder.
+ * or a .tar / .tar.gz / .tgz / .zip archive of a snapshot folder (.tar.xz and .tar.zst too
+ * when libarchive has those decoders built in).
  *
- * Folder files are mapped with mmap. Archive entries are read in place through libarchive
- * into memory (never extracted to disk), accepting only regular files with safe names
- * (no absolute paths, no "..", no backslashes, no duplicates) within size and count limits.
- * An archive whose entries all sit in one top-level folder is read as that folder.
+ * A folder's top-level regular files are mapped with mmap. Symbolic links to files are
+ * followed, as the Hugging Face cache uses them, and subfolders are ignored. Archive entries
+ * are read in place through libarchive into memory and never extracted to disk (see
+ * io/qref_archive.h for the rules on entry types, names and sizes). An archive whose entries
+ * all sit in one top-level folder is read as that folder.
  *
  * Weights come from model.safetensors, or from the shards named by
  * model.safetensors.index.json, whose weight_map must agree exactly with the shard headers.
+ * Every named shard must exist, every shard tensor must be listed once and in the right
+ * shard, no tensor may be stored twice, and metadata.total_size (when present) must equal
+ * the sum of the tensor sizes.
  */
 #ifndef QREF_SNAPSHOT_H
 #define QREF_SNAPSHOT_H
@@ -16,6 +21,7 @@
 #include <stddef.h>
 
 #include "core/qref_error.h"
+#include "io/qref_archive.h"
 #include "io/qref_blob.h"
 #include "io/qref_tensor.h"
 
@@ -26,11 +32,16 @@ typedef struct qref_snapshot_file {
     qref_blob blob;
 } qref_snapshot_file;
 
-/* Limits applied while reading an archive; qref_snapshot_open uses the defaults below. */
-#define QREF_ARCHIVE_MAX_ENTRIES 10000
-#define QREF_ARCHIVE_MAX_NAME 4096
-
+/*
+ * Limits applied while reading an archive, and the entry cap to a folder's files:
+ * qref_snapshot_open uses the defaults of qref_archive_limits_init (QREF_ARCHIVE_MAX_ENTRIES,
+ * QREF_ARCHIVE_MAX_NAME, ... in io/qref_archive.h).
+ */
 qref_status qref_snapshot_open(const char *path, qref_snapshot **out, qref_error *err);
+
+/* As qref_snapshot_open with explicit limits; NULL means the defaults. */
+qref_status qref_snapshot_open_with_limits(const char *path, const qref_archive_limits *limits,
+                                           qref_snapshot **out, qref_error *err);
 void qref_snapshot_free(qref_snapshot *snapshot);
 
 /* The path given to qref_snapshot_open. */
