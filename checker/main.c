@@ -18,6 +18,8 @@ typedef struct qc_command {
 
 static const qc_command commands[] = {
     {"eval", qc_cmd_eval, "compute a model's perplexity on WikiText-2"},
+    {"logits", qc_cmd_logits, "write a model's f32 logits for one token sequence"},
+    {"hash", qc_cmd_hash, "print the SHA-256 manifest of a snapshot's files and tensors"},
     {"tokenize", qc_cmd_tokenize, "encode text with a SentencePiece tokenizer and print the ids"},
     {"version", NULL, "print the version"},
 };

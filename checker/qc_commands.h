@@ -24,6 +24,8 @@ qc_exit qc_usage_error(const char *command, const char *fmt, ...) __attribute__(
 
 /* One declaration per subcommand, implemented in cmd_<name>.c and listed in main.c. */
 int qc_cmd_eval(int argc, char **argv);
+int qc_cmd_hash(int argc, char **argv);
+int qc_cmd_logits(int argc, char **argv);
 int qc_cmd_tokenize(int argc, char **argv);
 
 #endif
