@@ -17,6 +17,7 @@ typedef struct qc_command {
 } qc_command;
 
 static const qc_command commands[] = {
+    {"verify", qc_cmd_verify, "check an artifact's structure, hashes and suite cells against their bands"},
     {"eval", qc_cmd_eval, "compute a model's perplexity on WikiText-2"},
     {"logits", qc_cmd_logits, "write a model's f32 logits for one token sequence"},
     {"hash", qc_cmd_hash, "print the SHA-256 manifest of a snapshot's files and tensors"},

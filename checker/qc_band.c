@@ -116,7 +116,7 @@ qc_verdict qc_band_evaluate(const qc_band *band, const char *metric, double valu
         return QC_VERDICT_FAIL;
     }
     double measured = value;
-    char position[96];
+    char position[96] = "";
     if (band->mode == QC_BAND_RELATIVE) {
         if (!(band->reference > 0.0) || !isfinite(band->reference)) {
             snprintf(message, message_size, "%s reference value %g cannot anchor a relative band",
@@ -124,10 +124,8 @@ qc_verdict qc_band_evaluate(const qc_band *band, const char *metric, double valu
             return QC_VERDICT_ERROR;
         }
         measured = value / band->reference - 1.0;
-        snprintf(position, sizeof position, "%+.3g%% from the reference %.6g", measured * 100.0,
+        snprintf(position, sizeof position, " is %+.3g%% from the reference %.6g", measured * 100.0,
                  band->reference);
-    } else {
-        snprintf(position, sizeof position, "the reference is %.6g", band->reference);
     }
 
     qc_verdict verdict = QC_VERDICT_PASS;
@@ -142,8 +140,7 @@ qc_verdict qc_band_evaluate(const qc_band *band, const char *metric, double valu
         verdict = QC_VERDICT_WARN;
         note = "; outside the inner warning band";
     }
-    snprintf(message, message_size, "%s %.6g is %s; band %s to %s%s", metric, value, position, lower,
-             upper, note);
+    snprintf(message, message_size, "%s %.6g%s; band %s to %s%s", metric, value, position, lower, upper, note);
     return verdict;
 }
 

@@ -27,5 +27,6 @@ int qc_cmd_eval(int argc, char **argv);
 int qc_cmd_hash(int argc, char **argv);
 int qc_cmd_logits(int argc, char **argv);
 int qc_cmd_tokenize(int argc, char **argv);
+int qc_cmd_verify(int argc, char **argv);
 
 #endif

@@ -368,11 +368,11 @@ qref_status qc_report_write_junit(const qc_report *report, const char *suite_nam
 
 void qc_report_print_table(const qc_report *report, FILE *out)
 {
-    fprintf(out, "%-34s %-8s %-13s %-10s %-8s %-8s %s\n", "CHECK / CELL", "VERDICT", "METHOD", "BENCHMARK",
+    fprintf(out, "%-30s %-8s %-12s %-13s %-20s %-11s %s\n", "CHECK / CELL", "VERDICT", "METHOD", "BENCHMARK",
             "METRIC", "VALUE", "DETAIL");
     for (size_t i = 0; i < report->check_count; i++) {
         const qc_check *check = &report->checks[i];
-        fprintf(out, "%-34s %-8s %-13s %-10s %-8s %-8s %s\n", check->id, qc_verdict_name(check->verdict),
+        fprintf(out, "%-30s %-8s %-12s %-13s %-20s %-11s %s\n", check->id, qc_verdict_name(check->verdict),
                 "-", "-", "-", "-", check->message);
     }
     for (size_t i = 0; i < report->cell_count; i++) {
@@ -388,7 +388,7 @@ void qc_report_print_table(const qc_report *report, FILE *out)
             snprintf(value, sizeof value, "%.6g", cell->value);
         else
             snprintf(value, sizeof value, "-");
-        fprintf(out, "%-34s %-8s %-13s %-10s %-8s %-8s %s\n", cell->id, qc_verdict_name(cell->verdict),
+        fprintf(out, "%-30s %-8s %-12s %-13s %-20s %-11s %s\n", cell->id, qc_verdict_name(cell->verdict),
                 method, cell->benchmark, cell->metric, value, cell->message);
     }
 

@@ -119,6 +119,9 @@ static qref_status parse_cell(const char *display, const cJSON *json, size_t ind
 
     if ((status = get_optional_path(display, json, "artifact", cell->artifact, sizeof cell->artifact, err)))
         return status;
+    if ((status = qref_json_get_int(display, json, "windows", false, 0, 0, INT64_MAX, &number, err)))
+        return qref_error_prefix(err, "%s: ", path);
+    cell->windows = (size_t)number;
 
     char band_path[96];
     snprintf(band_path, sizeof band_path, "%s.band", path);
@@ -163,6 +166,10 @@ static qref_status parse_suite(const char *display, const cJSON *root, qc_suite 
         if ((status = qref_json_get_int(display, protocol, "seqlen", false, 0, 0, 1 << 20, &seqlen, err)))
             return status;
         suite->seqlen = (int)seqlen;
+        int64_t windows;
+        if ((status = qref_json_get_int(display, protocol, "windows", false, 0, 0, INT64_MAX, &windows, err)))
+            return status;
+        suite->windows = (size_t)windows;
     }
 
     const cJSON *cells = cJSON_GetObjectItemCaseSensitive(root, "cells");

@@ -37,6 +37,7 @@ typedef struct qc_suite_cell {
     char golden[QC_PATH_MAX]; /* QC_METRIC_LOGITS_MAX_ABS_ERROR: golden JSON, resolved path */
     qc_band band;
     char artifact[QC_PATH_MAX]; /* optional bundled artifact, resolved path ("" = none) */
+    size_t windows;        /* perplexity windows to evaluate; 0 = the suite's default */
 } qc_suite_cell;
 
 typedef struct qc_suite {
@@ -48,6 +49,7 @@ typedef struct qc_suite {
     char wikitext2[QC_PATH_MAX];  /* resolved default WikiText-2 path ("" = none) */
     char protocol[16];            /* perplexity protocol: "study" or "llamacpp" */
     int seqlen;                   /* 0 = the protocol's default */
+    size_t windows;               /* perplexity windows per cell; 0 = every window */
     qc_suite_cell *cells;
     size_t cell_count;
 } qc_suite;

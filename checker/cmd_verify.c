@@ -1,0 +1,509 @@
+/*
+ * qconform verify: the main job.
+ *
+ *   qconform verify ARTIFACT [--reference REF] [--suite FILE] [--cell ID] [--data PATH]
+ *                   [--windows N] [--report FILE] [--junit FILE] [--quiet]
+ *
+ * 1. open the artifact (snapshot folder, .safetensors file or archive) and describe it;
+ * 2. check its structure and hash every file and tensor into a SHA-256 manifest;
+ * 3. with a reference: compare architectures, per-linear weight error, and for
+ *    round-to-nearest artifacts the codes against a fresh reference quantization;
+ * 4. evaluate each suite cell on its subject (artifact or reference) and compare the value
+ *    with the cell's band;
+ * 5. print the table, write the JSON and JUnit reports; the exit code is the overall verdict.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "io/qref_json.h"
+#include "model/qref_llama.h"
+#include "qc_args.h"
+#include "qc_commands.h"
+#include "qc_eval.h"
+#include "qc_manifest.h"
+#include "qc_report.h"
+#include "qc_structure.h"
+#include "qc_suite.h"
+
+static void print_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: qconform verify ARTIFACT [options]\n"
+            "\n"
+            "Checks a model artifact (a Hugging Face snapshot folder, .safetensors file, or .tar,\n"
+            ".tar.gz, .zip archive of one; GPTQ or full precision): structure, SHA-256 manifest,\n"
+            "comparison with a reference model, and the cells of a suite with their bands.\n"
+            "\n"
+            "options:\n"
+            "  --reference REF  full-precision snapshot the artifact was made from (default: the\n"
+            "                   suite's reference)\n"
+            "  --suite FILE     suite file: cells to evaluate and their bands\n"
+            "  --cell ID        evaluate only this cell of the suite\n"
+            "  --data PATH      WikiText-2 wiki.test.raw or wikitext-2-raw-v1.zip (default: the\n"
+            "                   suite's dataset)\n"
+            "  --windows N      evaluate at most N perplexity windows per model (overrides the suite)\n"
+            "  --report FILE    write the JSON report (\"-\" for stdout)\n"
+            "  --junit FILE     write a JUnit XML report\n"
+            "  --quiet          do not print the table\n"
+            "\n"
+            "Exit codes: 0 no FAIL or ERROR, 1 at least one FAIL, 2 usage error, 3 unreadable or\n"
+            "invalid input, 4 internal error.\n");
+}
+
+/* A model under evaluation with the perplexities computed on it so far. */
+typedef struct verify_subject {
+    const char *role; /* "artifact" or "reference" */
+    qc_model model;
+    bool open;
+    struct {
+        size_t windows;
+        qref_status status;
+        qref_error err;
+        qc_ppl_outcome outcome;
+    } ppl[8];
+    size_t ppl_count;
+} verify_subject;
+
+typedef struct verify_context {
+    verify_subject artifact;
+    verify_subject reference;
+    const qc_suite *suite;
+    const char *data_path;
+    qref_ppl_protocol protocol;
+    int seqlen;
+    size_t windows_override;
+    bool structure_ok;
+    qc_report *report;
+} verify_context;
+
+/* ---- metrics ------------------------------------------------------------------------------ */
+
+/* Perplexity of a subject over `windows` windows (0 = all), computed once per window count. */
+static qref_status subject_ppl(verify_context *ctx, verify_subject *subject, size_t windows,
+                               const qc_ppl_outcome **out, qref_error *err)
+{
+    for (size_t i = 0; i < subject->ppl_count; i++) {
+        if (subject->ppl[i].windows == windows) {
+            *out = &subject->ppl[i].outcome;
+            if (subject->ppl[i].status != QREF_OK)
+                *err = subject->ppl[i].err;
+            return subject->ppl[i].status;
+        }
+    }
+    if (ctx->data_path == NULL)
+        return qref_error_set(err, QREF_ERR_INVALID, "no WikiText-2 data: pass --data PATH or a suite that "
+                              "names a dataset");
+    if (subject->ppl_count == sizeof subject->ppl / sizeof subject->ppl[0])
+        return qref_error_set(err, QREF_ERR_INTERNAL, "too many distinct window counts in one run");
+
+    fprintf(stderr, "qconform: evaluating WikiText-2 perplexity of the %s (%s protocol%s)\n", subject->role,
+            qref_ppl_protocol_name(ctx->protocol), windows ? ", limited windows" : "");
+    size_t slot = subject->ppl_count++;
+    qc_ppl_request request = {
+        .data_path = ctx->data_path,
+        .protocol = ctx->protocol,
+        .seqlen = ctx->seqlen,
+        .max_windows = windows,
+    };
+    subject->ppl[slot].windows = windows;
+    subject->ppl[slot].status = qc_eval_wikitext_ppl(&subject->model, &request, &subject->ppl[slot].outcome,
+                                                     &subject->ppl[slot].err);
+    *out = &subject->ppl[slot].outcome;
+    if (subject->ppl[slot].status != QREF_OK)
+        *err = subject->ppl[slot].err;
+    else
+        cJSON_AddItemToObject(ctx->report->metrics, subject->role,
+                              qc_ppl_outcome_to_json(&subject->ppl[slot].outcome, ctx->data_path));
+    return subject->ppl[slot].status;
+}
+
+typedef struct golden_compare {
+    const float *golden; /* [positions][vocab] */
+    int vocab;
+    double max_error;
+} golden_compare;
+
+static qref_status compare_with_golden(void *ctx, size_t window, int position, int count, const float *logits,
+                                       qref_error *err)
+{
+    (void)window;
+    (void)err;
+    golden_compare *compare = ctx;
+    for (size_t i = 0; i < (size_t)count * (size_t)compare->vocab; i++) {
+        double expected = qref_load_f32(compare->golden + (size_t)position * compare->vocab + i);
+        double error = fabs((double)logits[i] - expected);
+        if (!(error <= compare->max_error)) /* NaN propagates as the largest error */
+            compare->max_error = isnan(error) ? INFINITY : error;
+    }
+    return QREF_OK;
+}
+
+/*
+ * Largest |logit - golden| over the golden file's token sequence. The golden JSON lists
+ * "input_ids", "logits_file" (relative to the JSON) and its [positions, vocab] shape.
+ */
+static qref_status golden_logits_error(const qc_model *model, const char *golden_path, double *out, qref_error *err)
+{
+    char *text = NULL;
+    size_t length = 0;
+    qref_status status = qref_file_read_all(golden_path, 16u << 20, &text, &length, err);
+    if (status != QREF_OK)
+        return status;
+    cJSON *root = NULL;
+    status = qref_json_parse(golden_path, text, length, 8, &root, err);
+    free(text);
+    if (status != QREF_OK)
+        return status;
+
+    int32_t *ids = NULL;
+    qref_blob logits = {0};
+    const cJSON *input_ids = cJSON_GetObjectItemCaseSensitive(root, "input_ids");
+    const char *logits_file = NULL;
+    size_t count = cJSON_IsArray(input_ids) ? (size_t)cJSON_GetArraySize(input_ids) : 0;
+    if (count == 0 || count > (size_t)model->config.max_position_embeddings) {
+        status = qref_error_set(err, QREF_ERR_INVALID, "%s: input_ids: expected 1 to %d token ids", golden_path,
+                                model->config.max_position_embeddings);
+        goto done;
+    }
+    if ((status = qref_json_get_string(golden_path, root, "logits_file", true, NULL, &logits_file, err)))
+        goto done;
+    ids = malloc(count * sizeof *ids);
+    if (ids == NULL) {
+        status = qref_error_set(err, QREF_ERR_NOMEM, "%s: cannot allocate %zu ids", golden_path, count);
+        goto done;
+    }
+    for (size_t i = 0; i < count; i++) {
+        int64_t id;
+        char label[64];
+        snprintf(label, sizeof label, "input_ids[%zu]", i);
+        if ((status = qref_json_item_int(golden_path, label, cJSON_GetArrayItem(input_ids, (int)i), 0,
+                                         model->config.vocab_size - 1, &id, err)))
+            goto done;
+        ids[i] = (int32_t)id;
+    }
+
+    /* the logits file sits next to the JSON and holds count x vocab little-endian f32 */
+    char logits_path[QC_PATH_MAX];
+    const char *slash = strrchr(golden_path, '/');
+    snprintf(logits_path, sizeof logits_path, "%.*s%s", slash ? (int)(slash - golden_path + 1) : 0, golden_path,
+             logits_file);
+    if ((status = qref_blob_map_file(logits_path, &logits, err)))
+        goto done;
+    size_t expected_size = count * (size_t)model->config.vocab_size * sizeof(float);
+    if (logits.size != expected_size) {
+        status = qref_error_set(err, QREF_ERR_INVALID, "%s: %zu bytes, expected %zu (%zu positions x %d vocab x "
+                                "4-byte f32)", logits_path, logits.size, expected_size, count,
+                                model->config.vocab_size);
+        goto done;
+    }
+    golden_compare compare = {.golden = (const float *)logits.data, .vocab = model->config.vocab_size};
+    status = qref_llama_forward(&model->config, &model->weights, ids, 1, (int)count, NULL, compare_with_golden,
+                                &compare, err);
+    *out = compare.max_error;
+
+done:
+    qref_blob_free(&logits);
+    free(ids);
+    cJSON_Delete(root);
+    return status;
+}
+
+static qref_status subject_metric(verify_context *ctx, verify_subject *subject, const qc_suite_cell *cell,
+                                  double *value, double *value_stderr, qref_error *err)
+{
+    *value_stderr = 0.0;
+    if (cell->metric == QC_METRIC_LOGITS_MAX_ABS_ERROR)
+        return golden_logits_error(&subject->model, cell->golden, value, err);
+
+    size_t windows = ctx->windows_override ? ctx->windows_override
+                                           : (cell->windows ? cell->windows : ctx->suite->windows);
+    const qc_ppl_outcome *outcome = NULL;
+    qref_status status = subject_ppl(ctx, subject, windows, &outcome, err);
+    if (status == QREF_OK) {
+        *value = outcome->result.ppl;
+        *value_stderr = outcome->result.ppl_stderr;
+    }
+    return status;
+}
+
+/* ---- cells -------------------------------------------------------------------------------- */
+
+/* Describes what the artifact is, in the terms of a cell: method, bits, group size, sym. */
+static void artifact_identity(const qc_model *model, char *method, size_t size, int *bits, int *group, bool *sym)
+{
+    if (model->quantized) {
+        snprintf(method, size, "%s", model->gptq.algorithm[0] ? model->gptq.algorithm : "gptq");
+        *bits = model->gptq.bits;
+        *group = (int)model->gptq.group_size;
+        *sym = model->gptq.sym;
+    } else {
+        snprintf(method, size, "fp");
+        *bits = strcmp(model->config.torch_dtype, "float32") == 0 ? 32 : 16;
+        *group = -1;
+        *sym = false;
+    }
+}
+
+/* Returns true when the cell describes this artifact; otherwise writes why not into reason. */
+static bool cell_matches_artifact(const qc_suite_cell *cell, const qc_model *model, char *reason, size_t size)
+{
+    char method[QREF_GPTQ_CONFIG_TEXT_MAX];
+    int bits, group;
+    bool sym;
+    artifact_identity(model, method, sizeof method, &bits, &group, &sym);
+    bool full_precision = strcmp(method, "fp") == 0;
+    if (strcmp(cell->method, method) == 0 &&
+        (full_precision || (cell->bits == bits && cell->group_size == group && cell->sym == sym)))
+        return true;
+    snprintf(reason, size, "the cell checks %s %d-bit group %d %s; the artifact is %s %d-bit group %d %s",
+             cell->method, cell->bits, cell->group_size, cell->sym ? "sym" : "asym", method, bits, group,
+             sym ? "sym" : "asym");
+    return false;
+}
+
+static void run_cell(verify_context *ctx, const qc_suite_cell *cell, qc_cell_result *result)
+{
+    struct timespec start, end;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    snprintf(result->id, sizeof result->id, "%s", cell->id);
+    snprintf(result->model, sizeof result->model, "%s", ctx->suite->model);
+    snprintf(result->method, sizeof result->method, "%s", cell->method);
+    snprintf(result->benchmark, sizeof result->benchmark, "%s", cell->benchmark);
+    snprintf(result->metric, sizeof result->metric, "%s", qc_metric_name(cell->metric));
+    snprintf(result->subject, sizeof result->subject, "%s", cell->subject_reference ? "reference" : "artifact");
+    result->bits = cell->bits;
+    result->group_size = cell->group_size;
+    result->sym = cell->sym;
+    result->band = cell->band;
+    result->has_band = true;
+
+    /* which model the cell measures, and whether it applies to this run */
+    verify_subject *subject = cell->subject_reference ? &ctx->reference : &ctx->artifact;
+    if (!subject->open) {
+        result->verdict = QC_VERDICT_SKIP;
+        snprintf(result->message, sizeof result->message, "skipped: the cell measures the reference model; "
+                 "pass --reference or use a suite that names one");
+        return;
+    }
+    if (!cell->subject_reference && !ctx->structure_ok) {
+        result->verdict = QC_VERDICT_SKIP;
+        snprintf(result->message, sizeof result->message, "skipped: the artifact failed its structure checks");
+        return;
+    }
+    char reason[512];
+    if (!cell->subject_reference && !cell_matches_artifact(cell, &subject->model, reason, sizeof reason)) {
+        result->verdict = QC_VERDICT_SKIP;
+        snprintf(result->message, sizeof result->message, "skipped: %s", reason);
+        return;
+    }
+    if (cell->band.reference_kind == QC_BAND_REFERENCE_MODEL && !ctx->reference.open) {
+        result->verdict = QC_VERDICT_SKIP;
+        snprintf(result->message, sizeof result->message, "skipped: the band is relative to the reference "
+                 "model; pass --reference");
+        return;
+    }
+
+    /* measure the value, and the reference model's value when the band is relative to it */
+    qref_error err = {0};
+    qref_status status = subject_metric(ctx, subject, cell, &result->value, &result->value_stderr, &err);
+    double reference_value = 0.0, reference_stderr = 0.0;
+    if (status == QREF_OK && cell->band.reference_kind == QC_BAND_REFERENCE_MODEL)
+        status = subject_metric(ctx, &ctx->reference, cell, &reference_value, &reference_stderr, &err);
+    if (status != QREF_OK) {
+        result->verdict = QC_VERDICT_ERROR;
+        result->error_status = status;
+        snprintf(result->message, sizeof result->message, "%s", err.message);
+        return;
+    }
+    result->has_value = true;
+    if (cell->band.reference_kind == QC_BAND_REFERENCE_MODEL)
+        result->band.reference = reference_value;
+    result->verdict = qc_band_evaluate(&result->band, result->metric, result->value, result->message,
+                                       sizeof result->message);
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    result->seconds = (double)(end.tv_sec - start.tv_sec) + (double)(end.tv_nsec - start.tv_nsec) * 1e-9;
+}
+
+/* ---- the command -------------------------------------------------------------------------- */
+
+typedef struct verify_options {
+    const char *artifact, *reference, *suite, *cell, *data, *windows, *report, *junit;
+    bool quiet;
+} verify_options;
+
+static int parse_options(int argc, char **argv, verify_options *options)
+{
+    memset(options, 0, sizeof *options);
+    const qc_arg_spec specs[] = {
+        {"--reference", QC_ARG_STRING, &options->reference}, {"--suite", QC_ARG_STRING, &options->suite},
+        {"--cell", QC_ARG_STRING, &options->cell},           {"--data", QC_ARG_STRING, &options->data},
+        {"--windows", QC_ARG_STRING, &options->windows},     {"--report", QC_ARG_STRING, &options->report},
+        {"--junit", QC_ARG_STRING, &options->junit},         {"--quiet", QC_ARG_FLAG, &options->quiet},
+    };
+    qc_args_result args;
+    int code = qc_args_parse("verify", argc, argv, specs, sizeof specs / sizeof specs[0], 1, &args);
+    if (code != 0)
+        return code;
+    if (args.help) {
+        print_usage(stdout);
+        return -1;
+    }
+    if (args.positional_count != 1)
+        return qc_usage_error("verify", "expected one ARTIFACT path");
+    options->artifact = args.positional[0];
+    if (options->cell != NULL && options->suite == NULL)
+        return qc_usage_error("verify", "--cell needs --suite");
+    return 0;
+}
+
+/* Writes the requested reports; a failure to write is reported and turns the exit code to 3. */
+static int write_reports(const qc_report *report, const verify_options *options, const char *suite_name)
+{
+    int code = qc_report_exit_code(report);
+    if (!options->quiet)
+        qc_report_print_table(report, stdout);
+    qref_error err = {0};
+    if (options->report != NULL && qc_report_write_json(report, options->report, &err) != QREF_OK) {
+        qc_report_error(&err);
+        code = code > QC_EXIT_INPUT ? code : QC_EXIT_INPUT;
+    }
+    if (options->junit != NULL && qc_report_write_junit(report, suite_name, options->junit, &err) != QREF_OK) {
+        qc_report_error(&err);
+        code = code > QC_EXIT_INPUT ? code : QC_EXIT_INPUT;
+    }
+    return code;
+}
+
+static void add_input(qc_report *report, const char *role, const char *path, const char *sha256)
+{
+    cJSON *input = cJSON_AddObjectToObject(report->inputs, role);
+    cJSON_AddStringToObject(input, "path", path);
+    if (sha256 != NULL)
+        cJSON_AddStringToObject(input, "sha256", sha256);
+}
+
+/* Opens a subject, recording an ERROR check when it cannot be read. */
+static bool open_subject(verify_subject *subject, const char *role, const char *path, qc_report *report)
+{
+    subject->role = role;
+    qref_error err = {0};
+    if (qc_model_open(path, &subject->model, &err) != QREF_OK) {
+        char id[64];
+        snprintf(id, sizeof id, "%s.open", role);
+        qc_report_add_error(report, id, &err);
+        return false;
+    }
+    subject->open = true;
+
+    cJSON *manifest = NULL;
+    char digest[QREF_SHA256_HEX_SIZE];
+    if (qc_manifest_build(subject->model.snapshot, &manifest, digest, &err) != QREF_OK) {
+        qc_report_add_error(report, "manifest", &err);
+        add_input(report, role, path, NULL);
+        return true;
+    }
+    add_input(report, role, path, digest);
+    if (strcmp(role, "artifact") == 0) {
+        const cJSON *files = cJSON_GetObjectItemCaseSensitive(manifest, "files");
+        const cJSON *tensors = cJSON_GetObjectItemCaseSensitive(manifest, "tensors");
+        qc_report_add_check(report, "manifest", QC_VERDICT_PASS, "SHA-256 of %d files and %d tensors; manifest "
+                            "digest %s", cJSON_GetArraySize(files), cJSON_GetArraySize(tensors), digest);
+        report->manifest = manifest;
+    } else {
+        cJSON_Delete(manifest);
+    }
+    return true;
+}
+
+int qc_cmd_verify(int argc, char **argv)
+{
+    verify_options options;
+    int code = parse_options(argc, argv, &options);
+    if (code != 0)
+        return code < 0 ? QC_EXIT_PASS : code;
+
+    qc_report report;
+    qc_report_init(&report, "verify");
+    verify_context ctx = {.report = &report, .protocol = QREF_PPL_PROTOCOL_STUDY};
+    qc_suite suite = {0};
+    const char *suite_name = "qconform";
+
+    /* suite, reference and data paths */
+    qref_error err = {0};
+    if (options.suite != NULL) {
+        if (qc_suite_load(options.suite, &suite, &err) != QREF_OK) {
+            qc_report_add_error(&report, "suite", &err);
+            code = write_reports(&report, &options, suite_name);
+            qc_report_free(&report);
+            return code;
+        }
+        suite_name = suite.name;
+        add_input(&report, "suite", options.suite, suite.sha256);
+        if (options.cell != NULL && qc_suite_find_cell(&suite, options.cell) == NULL) {
+            qc_suite_free(&suite);
+            qc_report_free(&report);
+            return qc_usage_error("verify", "suite %s has no cell '%s'", options.suite, options.cell);
+        }
+        qc_eval_parse_protocol(suite.protocol, &ctx.protocol);
+        ctx.seqlen = suite.seqlen;
+    }
+    ctx.suite = &suite;
+    const char *reference_path = options.reference ? options.reference
+                                                   : (suite.reference[0] ? suite.reference : NULL);
+    ctx.data_path = options.data ? options.data : (suite.wikitext2[0] ? suite.wikitext2 : NULL);
+    if (options.windows != NULL) {
+        long windows;
+        if ((code = qc_args_int("verify", "--windows", options.windows, 1, 1L << 40, &windows)) != 0) {
+            qc_suite_free(&suite);
+            qc_report_free(&report);
+            return code;
+        }
+        ctx.windows_override = (size_t)windows;
+    }
+
+    /* 1-2. artifact: open, describe, structure, manifest */
+    if (open_subject(&ctx.artifact, "artifact", options.artifact, &report)) {
+        report.artifact = qc_structure_describe(&ctx.artifact.model);
+        ctx.structure_ok = qc_structure_check(&ctx.artifact.model, &report);
+    }
+
+    /* 3. reference comparisons */
+    if (reference_path != NULL && open_subject(&ctx.reference, "reference", reference_path, &report) &&
+        ctx.artifact.open && ctx.structure_ok)
+        qc_structure_compare_reference(&ctx.artifact.model, &ctx.reference.model, &report);
+
+    /* 4. suite cells */
+    if (ctx.data_path != NULL)
+        add_input(&report, "data", ctx.data_path, NULL);
+    cJSON_AddStringToObject(report.protocol, "perplexity", qref_ppl_protocol_name(ctx.protocol));
+    if (ctx.seqlen > 0)
+        cJSON_AddNumberToObject(report.protocol, "seqlen", ctx.seqlen);
+    for (size_t i = 0; ctx.artifact.open && i < suite.cell_count; i++) {
+        if (options.cell != NULL && strcmp(options.cell, suite.cells[i].id) != 0)
+            continue;
+        run_cell(&ctx, &suite.cells[i], qc_report_add_cell(&report));
+    }
+
+    /* without a suite, report both perplexities when a dataset was given */
+    if (options.suite == NULL && ctx.data_path != NULL && ctx.artifact.open && ctx.structure_ok) {
+        const qc_ppl_outcome *outcome;
+        size_t windows = ctx.windows_override;
+        if (subject_ppl(&ctx, &ctx.artifact, windows, &outcome, &err) != QREF_OK)
+            qc_report_add_error(&report, "artifact.ppl", &err);
+        if (ctx.reference.open && subject_ppl(&ctx, &ctx.reference, windows, &outcome, &err) != QREF_OK)
+            qc_report_add_error(&report, "reference.ppl", &err);
+    }
+
+    /* 5. reports */
+    code = write_reports(&report, &options, suite_name);
+    if (ctx.artifact.open)
+        qc_model_close(&ctx.artifact.model);
+    if (ctx.reference.open)
+        qc_model_close(&ctx.reference.model);
+    qc_suite_free(&suite);
+    qc_report_free(&report);
+    return code;
+}

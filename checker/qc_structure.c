@@ -1,0 +1,353 @@
+#include "qc_structure.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/qref_dtype.h"
+#include "model/qref_llama.h"
+#include "quant/qref_rtn.h"
+
+/* Structure problems are reported one by one up to this count, then summarized. */
+#define STRUCTURE_MAX_LISTED 20
+
+static const qref_tensor *find_tensor(const qc_model *model, const char *module, const char *suffix)
+{
+    char name[512];
+    snprintf(name, sizeof name, "%s.%s", module, suffix);
+    return qref_tensor_set_find(model->tensor_weights.tensors, name);
+}
+
+static qref_gptq_linear gptq_linear_of(const qc_model *model, const char *module, int64_t rows, int64_t cols)
+{
+    qref_gptq_linear linear = {
+        .prefix = module,
+        .qweight = find_tensor(model, module, "qweight"),
+        .qzeros = find_tensor(model, module, "qzeros"),
+        .scales = find_tensor(model, module, "scales"),
+        .g_idx = find_tensor(model, module, "g_idx"),
+        .out_features = rows,
+        .in_features = cols,
+    };
+    return linear;
+}
+
+typedef struct structure_tally {
+    qc_report *report;
+    int problems;
+    int linears;
+    int quantized;
+} structure_tally;
+
+/* Records one problem as an ERROR check (invalid input), listing at most STRUCTURE_MAX_LISTED. */
+static void tally_problem(structure_tally *tally, const char *id, const qref_error *err)
+{
+    tally->problems++;
+    if (tally->problems <= STRUCTURE_MAX_LISTED)
+        qc_report_add_error(tally->report, id, err);
+}
+
+/* Checks a float tensor's presence, dtype and shape ([rows] when cols == 1). */
+static void check_dense(structure_tally *tally, const qc_model *model, const char *name, int64_t rows,
+                        int64_t cols)
+{
+    qref_error err = {0};
+    const qref_tensor *tensor = qref_tensor_set_find(model->tensor_weights.tensors, name);
+    if (tensor == NULL) {
+        qref_error_set(&err, QREF_ERR_INVALID, "tensor \"%s\" not found (expected shape [%lld%s%lld]%s)", name,
+                       (long long)rows, cols > 1 ? ", " : "", cols > 1 ? (long long)cols : 0LL,
+                       cols > 1 ? "" : "");
+        if (cols == 1)
+            qref_error_set(&err, QREF_ERR_INVALID, "tensor \"%s\" not found (expected shape [%lld])", name,
+                           (long long)rows);
+        tally_problem(tally, "structure.missing", &err);
+        return;
+    }
+    char shape[96];
+    qref_tensor_shape_string(tensor, shape, sizeof shape);
+    bool shape_ok = cols == 1 ? (tensor->ndim == 1 && tensor->shape[0] == rows)
+                              : (tensor->ndim == 2 && tensor->shape[0] == rows && tensor->shape[1] == cols);
+    if (!shape_ok) {
+        if (cols == 1)
+            qref_error_set(&err, QREF_ERR_INVALID, "%s: tensor \"%s\": shape %s, expected [%lld]", tensor->file,
+                           name, shape, (long long)rows);
+        else
+            qref_error_set(&err, QREF_ERR_INVALID, "%s: tensor \"%s\": shape %s, expected [%lld, %lld]",
+                           tensor->file, name, shape, (long long)rows, (long long)cols);
+        tally_problem(tally, "structure.shape", &err);
+    } else if (!qref_dtype_is_float(tensor->dtype)) {
+        qref_error_set(&err, QREF_ERR_INVALID, "%s: tensor \"%s\": dtype %s, expected F32, F16 or BF16",
+                       tensor->file, name, qref_dtype_name(tensor->dtype));
+        tally_problem(tally, "structure.dtype", &err);
+    }
+}
+
+/* Checks one linear: a GPTQ linear when its qweight is stored, else a float weight. */
+static void check_linear(structure_tally *tally, const qc_model *model, const char *module, int64_t rows,
+                         int64_t cols)
+{
+    tally->linears++;
+    qref_error err = {0};
+    if (find_tensor(model, module, "qweight") != NULL) {
+        tally->quantized++;
+        if (!model->quantized) {
+            qref_error_set(&err, QREF_ERR_INVALID, "tensor \"%s.qweight\" is stored but no GPTQ quantization "
+                           "config was found (quantize_config.json or config.json quantization_config)", module);
+            tally_problem(tally, "structure.config", &err);
+            return;
+        }
+        qref_gptq_linear linear = gptq_linear_of(model, module, rows, cols);
+        if (qref_gptq_check_linear(&linear, &model->gptq, &err) != QREF_OK)
+            tally_problem(tally, "structure.gptq", &err);
+        return;
+    }
+    char name[512];
+    snprintf(name, sizeof name, "%s.weight", module);
+    if (model->quantized && qref_tensor_set_find(model->tensor_weights.tensors, name) != NULL) {
+        qref_error_set(&err, QREF_ERR_INVALID, "linear \"%s\" is stored unquantized (%s.weight) but the "
+                       "quantization config (%s) declares every linear of every layer quantized", module, module,
+                       model->gptq.source);
+        tally_problem(tally, "structure.unquantized", &err);
+        return;
+    }
+    check_dense(tally, model, name, rows, cols);
+}
+
+bool qc_structure_check(const qc_model *artifact, qc_report *report)
+{
+    const qref_llama_config *config = &artifact->config;
+    structure_tally tally = {.report = report};
+
+    check_dense(&tally, artifact, "model.embed_tokens.weight", config->vocab_size, config->hidden_size);
+    check_dense(&tally, artifact, "model.norm.weight", config->hidden_size, 1);
+    if (!config->tie_word_embeddings)
+        check_dense(&tally, artifact, "lm_head.weight", config->vocab_size, config->hidden_size);
+
+    for (int layer = 0; layer < config->num_hidden_layers; layer++) {
+        char name[256];
+        qref_llama_layer_tensor_name(name, sizeof name, layer, "input_layernorm.weight");
+        check_dense(&tally, artifact, name, config->hidden_size, 1);
+        qref_llama_layer_tensor_name(name, sizeof name, layer, "post_attention_layernorm.weight");
+        check_dense(&tally, artifact, name, config->hidden_size, 1);
+        for (int k = 0; k < QREF_LLAMA_LINEAR_COUNT; k++) {
+            int64_t rows, cols;
+            qref_llama_linear_shape(config, k, &rows, &cols);
+            qref_llama_layer_tensor_name(name, sizeof name, layer, qref_llama_linear_names[k]);
+            check_linear(&tally, artifact, name, rows, cols);
+        }
+    }
+
+    if (tally.problems > STRUCTURE_MAX_LISTED)
+        qc_report_add_check(report, "structure.more", QC_VERDICT_ERROR, "%d further structure problems not listed",
+                            tally.problems - STRUCTURE_MAX_LISTED)->error_status = QREF_ERR_INVALID;
+    if (tally.problems > 0)
+        return false;
+
+    if (artifact->quantized)
+        qc_report_add_check(report, "structure", QC_VERDICT_PASS,
+                            "%d linears in %d layers are GPTQ %d-bit, group size %ld, %s, format %s: shapes, "
+                            "zero points, finite positive scales and g_idx are valid; embeddings and norms present",
+                            tally.linears, config->num_hidden_layers, artifact->gptq.bits,
+                            artifact->gptq.group_size, artifact->gptq.sym ? "symmetric" : "asymmetric",
+                            qref_gptq_format_name(artifact->gptq.format));
+    else
+        qc_report_add_check(report, "structure", QC_VERDICT_PASS,
+                            "%d float linears in %d layers, embeddings and norms present with the shapes config.json "
+                            "implies", tally.linears, config->num_hidden_layers);
+    return true;
+}
+
+cJSON *qc_structure_describe(const qc_model *artifact)
+{
+    const qref_llama_config *c = &artifact->config;
+    cJSON *json = cJSON_CreateObject();
+    cJSON_AddStringToObject(json, "family", "llama");
+    cJSON_AddNumberToObject(json, "layers", c->num_hidden_layers);
+    cJSON_AddNumberToObject(json, "hidden_size", c->hidden_size);
+    cJSON_AddNumberToObject(json, "intermediate_size", c->intermediate_size);
+    cJSON_AddNumberToObject(json, "attention_heads", c->num_attention_heads);
+    cJSON_AddNumberToObject(json, "key_value_heads", c->num_key_value_heads);
+    cJSON_AddNumberToObject(json, "vocab_size", c->vocab_size);
+    if (artifact->quantized) {
+        const qref_gptq_config *q = &artifact->gptq;
+        cJSON_AddStringToObject(json, "format", "gptq");
+        cJSON_AddStringToObject(json, "method", q->algorithm[0] ? q->algorithm : "gptq");
+        cJSON_AddNumberToObject(json, "bits", q->bits);
+        cJSON_AddNumberToObject(json, "group_size", (double)q->group_size);
+        cJSON_AddBoolToObject(json, "sym", q->sym);
+        cJSON_AddBoolToObject(json, "desc_act", q->desc_act);
+        cJSON_AddStringToObject(json, "checkpoint_format", qref_gptq_format_name(q->format));
+        cJSON_AddStringToObject(json, "quantizer", q->quantizer);
+        cJSON_AddStringToObject(json, "config_source", q->source);
+    } else {
+        cJSON_AddStringToObject(json, "format", "dense");
+        cJSON_AddStringToObject(json, "method", "fp");
+        cJSON_AddStringToObject(json, "torch_dtype", c->torch_dtype);
+    }
+    return json;
+}
+
+/* ---- comparison with the reference ------------------------------------------------------ */
+
+static bool configs_match(const qref_llama_config *a, const qref_llama_config *b, char *message, size_t size)
+{
+    const struct {
+        const char *key;
+        int artifact, reference;
+    } fields[] = {
+        {"vocab_size", a->vocab_size, b->vocab_size},
+        {"hidden_size", a->hidden_size, b->hidden_size},
+        {"intermediate_size", a->intermediate_size, b->intermediate_size},
+        {"num_hidden_layers", a->num_hidden_layers, b->num_hidden_layers},
+        {"num_attention_heads", a->num_attention_heads, b->num_attention_heads},
+        {"num_key_value_heads", a->num_key_value_heads, b->num_key_value_heads},
+        {"head_dim", a->head_dim, b->head_dim},
+    };
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        if (fields[i].artifact != fields[i].reference) {
+            snprintf(message, size, "config.json: %s is %d in the artifact, expected %d as in the reference",
+                     fields[i].key, fields[i].artifact, fields[i].reference);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Compares the artifact's RTN codes of one linear with a fresh quantization of the reference weight. */
+static qref_status compare_rtn_codes(const qc_model *artifact, const char *module, const float *reference_weight,
+                                     int64_t rows, int64_t cols, char *mismatch, size_t size, qref_error *err)
+{
+    mismatch[0] = '\0';
+    qref_gptq_linear linear = gptq_linear_of(artifact, module, rows, cols);
+    qref_gptq_codes codes = {0};
+    qref_status status = qref_gptq_unpack(&linear, &artifact->gptq, &codes, err);
+    if (status != QREF_OK)
+        return status;
+    qref_rtn_config rtn = {.bits = artifact->gptq.bits, .group_size = artifact->gptq.group_size,
+                           .sym = artifact->gptq.sym};
+    qref_rtn_result fresh = {0};
+    status = qref_rtn_quantize(module, reference_weight, (size_t)rows, (size_t)cols, &rtn, &fresh, err);
+    if (status == QREF_OK && (fresh.groups != (size_t)codes.groups || codes.g_idx != NULL)) {
+        for (int64_t i = 0; codes.g_idx != NULL && i < cols; i++)
+            if (codes.g_idx[i] != i / codes.group_size) {
+                snprintf(mismatch, size, "%s: g_idx[%lld] is %d, expected %lld for round-to-nearest groups",
+                         module, (long long)i, codes.g_idx[i], (long long)(i / codes.group_size));
+                break;
+            }
+        if (mismatch[0] == '\0' && fresh.groups != (size_t)codes.groups)
+            snprintf(mismatch, size, "%s: %lld groups per row, expected %zu", module, (long long)codes.groups,
+                     fresh.groups);
+    }
+    for (int64_t o = 0; status == QREF_OK && mismatch[0] == '\0' && o < rows; o++) {
+        for (size_t g = 0; g < fresh.groups && mismatch[0] == '\0'; g++) {
+            size_t k = (size_t)o * fresh.groups + g;
+            float stored = codes.scales[k];
+            float expected = qref_f16_to_f32(qref_f32_to_f16(fresh.scales[k]));
+            if (codes.scale_dtype == QREF_DTYPE_F32)
+                expected = fresh.scales[k];
+            if (codes.zeros[k] != fresh.zeros[k])
+                snprintf(mismatch, size, "%s: zero point [%lld][%zu] is %u, expected %u", module, (long long)o, g,
+                         codes.zeros[k], fresh.zeros[k]);
+            else if (memcmp(&stored, &expected, sizeof stored) != 0)
+                snprintf(mismatch, size, "%s: scale [%lld][%zu] is %.9g, expected %.9g", module, (long long)o, g,
+                         stored, expected);
+        }
+        for (int64_t i = 0; mismatch[0] == '\0' && i < cols; i++) {
+            size_t k = (size_t)o * (size_t)cols + (size_t)i;
+            if (codes.codes[k] != fresh.codes[k])
+                snprintf(mismatch, size, "%s: code [%lld][%lld] is %u, expected %u", module, (long long)o,
+                         (long long)i, codes.codes[k], fresh.codes[k]);
+        }
+    }
+    qref_rtn_result_free(&fresh);
+    qref_gptq_codes_free(&codes);
+    return status;
+}
+
+bool qc_structure_compare_reference(const qc_model *artifact, const qc_model *reference, qc_report *report)
+{
+    char message[QREF_ERROR_MESSAGE_MAX];
+    if (!configs_match(&artifact->config, &reference->config, message, sizeof message)) {
+        qc_report_add_check(report, "reference.config", QC_VERDICT_ERROR, "%s", message)->error_status =
+            QREF_ERR_INVALID;
+        return false;
+    }
+    qc_report_add_check(report, "reference.config", QC_VERDICT_PASS,
+                        "artifact and reference configs describe the same architecture");
+
+    const qref_llama_config *config = &artifact->config;
+    bool rtn = artifact->quantized && strcmp(artifact->gptq.algorithm, "rtn") == 0;
+    cJSON *layers = cJSON_CreateArray();
+    char rtn_mismatch[QREF_ERROR_MESSAGE_MAX] = "";
+    qref_error err = {0};
+    qref_status status = QREF_OK;
+    double worst_error = 0.0;
+
+    for (int layer = 0; layer < config->num_hidden_layers && status == QREF_OK; layer++) {
+        for (int k = 0; k < QREF_LLAMA_LINEAR_COUNT && status == QREF_OK; k++) {
+            int64_t rows, cols;
+            qref_llama_linear_shape(config, k, &rows, &cols);
+            char module[256], name[300];
+            qref_llama_layer_tensor_name(module, sizeof module, layer, qref_llama_linear_names[k]);
+            snprintf(name, sizeof name, "%s.weight", module);
+            size_t count = (size_t)(rows * cols);
+            float *ref = malloc(count * sizeof(float));
+            float *art = malloc(count * sizeof(float));
+            if (ref == NULL || art == NULL)
+                status = qref_error_set(&err, QREF_ERR_NOMEM, "%s: cannot allocate %zu floats", module, count);
+            if (status == QREF_OK)
+                status = qref_weights_load(&reference->weights, name, rows, cols, ref, &err);
+            if (status == QREF_OK)
+                status = qref_weights_load(&artifact->weights, name, rows, cols, art, &err);
+
+            /* relative Frobenius error ||W' - W|| / ||W|| and SQNR = 10 log10(||W||^2 / ||W' - W||^2) */
+            if (status == QREF_OK) {
+                double signal = 0.0, noise = 0.0;
+                for (size_t i = 0; i < count; i++) {
+                    double d = (double)art[i] - (double)ref[i];
+                    signal += (double)ref[i] * ref[i];
+                    noise += d * d;
+                }
+                double relative = signal > 0.0 ? sqrt(noise / signal) : (noise > 0.0 ? INFINITY : 0.0);
+                cJSON *item = cJSON_CreateObject();
+                cJSON_AddStringToObject(item, "linear", module);
+                cJSON_AddNumberToObject(item, "relative_frobenius_error", relative);
+                if (noise > 0.0)
+                    cJSON_AddNumberToObject(item, "sqnr_db", 10.0 * log10(signal / noise));
+                else
+                    cJSON_AddNullToObject(item, "sqnr_db");
+                cJSON_AddItemToArray(layers, item);
+                if (relative > worst_error)
+                    worst_error = relative;
+            }
+            if (status == QREF_OK && rtn && rtn_mismatch[0] == '\0' && artifact->quantized)
+                status = compare_rtn_codes(artifact, module, ref, rows, cols, rtn_mismatch, sizeof rtn_mismatch,
+                                           &err);
+            free(ref);
+            free(art);
+        }
+    }
+    cJSON_AddItemToObject(report->metrics, "weight_error", layers);
+    if (status != QREF_OK) {
+        qc_report_add_error(report, "reference.weights", &err);
+        return false;
+    }
+    qc_report_add_check(report, "reference.weights", QC_VERDICT_PASS,
+                        "dequantized weights of every linear compared with the reference; worst relative "
+                        "Frobenius error %.4g (per-linear values in metrics.weight_error)", worst_error);
+    if (rtn) {
+        if (rtn_mismatch[0] != '\0') {
+            qc_report_add_check(report, "rtn.codes", QC_VERDICT_FAIL,
+                                "the artifact declares round-to-nearest codes but they differ from a fresh "
+                                "reference quantization: %s", rtn_mismatch);
+            return false;
+        }
+        qc_report_add_check(report, "rtn.codes", QC_VERDICT_PASS,
+                            "codes, zero points and scales of every linear equal a fresh round-to-nearest "
+                            "quantization of the reference (%d-bit, group size %ld, %s)",
+                            artifact->gptq.bits, artifact->gptq.group_size,
+                            artifact->gptq.sym ? "symmetric" : "asymmetric");
+    }
+    return true;
+}
