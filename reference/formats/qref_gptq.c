@@ -8,7 +8,9 @@
  * [b*k, b*k + b). AutoGPTQ's pack() builds exactly that stream: for 2, 4 and 8 bits word r
  * holds elements r*32/b .. r*32/b + 32/b - 1, and for 3 bits its explicit table puts
  * element 10 at bits 30-31 of w0 plus bit 0 of w1, and element 21 at bit 31 of w1 plus bits
- * 0-1 of w2, which are bits 30-32 and 63-65 of the stream.
+ * 0-1 of w2, which are bits 30-32 and 63-65 of the stream. A stream whose length in * b (or
+ * out * b) is not a multiple of 32 ends in one partly used word whose remaining high bits are
+ * padding and must be zero.
  */
 #include "formats/qref_gptq.h"
 
@@ -27,8 +29,8 @@ typedef struct gptq_layout {
     int64_t out_features;
     int64_t group_size;
     int64_t groups;          /* ceil(in / group_size) */
-    int64_t qweight_rows;    /* in * bits / 32 */
-    int64_t qzeros_cols;     /* out * bits / 32 */
+    int64_t qweight_rows;    /* ceil(in * bits / 32) */
+    int64_t qzeros_cols;     /* ceil(out * bits / 32) */
 } gptq_layout;
 
 /* Largest feature count accepted, so that every index fits in int32 as g_idx requires. */
@@ -71,25 +73,14 @@ static qref_status layout_init(const char *prefix, int bits, int64_t in_features
         return qref_error_set(err, QREF_ERR_INVALID, "%s: group size %lld, expected a positive number or -1",
                               name, (long long)group_size);
 
-    /* 3-bit packs 32 codes into 3 words, and 2/4/8-bit packs 32/b codes into one word. */
-    int64_t multiple = bits == 3 ? 32 : 32 / bits;
-    if (in_features % multiple != 0)
-        return qref_error_set(err, QREF_ERR_INVALID,
-                              "%s: in_features %lld is not a multiple of %lld, which %d-bit packing of qweight requires",
-                              name, (long long)in_features, (long long)multiple, bits);
-    if (out_features % multiple != 0)
-        return qref_error_set(err, QREF_ERR_INVALID,
-                              "%s: out_features %lld is not a multiple of %lld, which %d-bit packing of qzeros requires",
-                              name, (long long)out_features, (long long)multiple, bits);
-
     layout->bits = bits;
     layout->mask = (1u << bits) - 1u;
     layout->in_features = in_features;
     layout->out_features = out_features;
     layout->group_size = group_size > in_features ? in_features : group_size;
     layout->groups = (in_features + layout->group_size - 1) / layout->group_size;
-    layout->qweight_rows = in_features * bits / 32;
-    layout->qzeros_cols = out_features * bits / 32;
+    layout->qweight_rows = (in_features * bits + 31) / 32;
+    layout->qzeros_cols = (out_features * bits + 31) / 32;
     return QREF_OK;
 }
 
@@ -177,21 +168,59 @@ static qref_status check_qweight(const qref_gptq_linear *linear, const gptq_layo
     snprintf(why, sizeof why, "%d-bit packing of %lld input features by %lld output features", layout->bits,
              (long long)layout->in_features, (long long)layout->out_features);
 
+    /* Name the other width only when exactly one of them gives the stored row count. */
     char hint[160];
     const char *hint_text = NULL;
     const qref_tensor *qweight = linear->qweight;
-    if (qweight != NULL && qweight->ndim == 2 && qweight->shape[1] == layout->out_features && qweight->shape[0] > 0 &&
-        qweight->shape[0] <= GPTQ_MAX_FEATURES && (qweight->shape[0] * 32) % layout->in_features == 0) {
-        int64_t stored_bits = qweight->shape[0] * 32 / layout->in_features;
-        if (stored_bits != layout->bits &&
-            (stored_bits == 2 || stored_bits == 3 || stored_bits == 4 || stored_bits == 8)) {
-            snprintf(hint, sizeof hint, "the row count matches %lld-bit codes but the config declares %d bits",
-                     (long long)stored_bits, layout->bits);
+    if (qweight != NULL && qweight->ndim == 2 && qweight->shape[1] == layout->out_features) {
+        static const int candidates[] = {2, 3, 4, 8};
+        int matches = 0, stored_bits = 0;
+        for (size_t k = 0; k < sizeof candidates / sizeof candidates[0]; k++) {
+            int64_t rows = (layout->in_features * candidates[k] + 31) / 32;
+            if (candidates[k] != layout->bits && rows == qweight->shape[0]) {
+                matches++;
+                stored_bits = candidates[k];
+            }
+        }
+        if (matches == 1) {
+            snprintf(hint, sizeof hint, "the row count matches %d-bit codes but the config declares %d bits",
+                     stored_bits, layout->bits);
             hint_text = hint;
         }
     }
     return check_tensor(qweight, linear->prefix, "qweight", QREF_DTYPE_I32, layout->qweight_rows,
                         layout->out_features, 2, why, hint_text, err);
+}
+
+/*
+ * Checks that the bits after the last of count elements of each bit stream are zero. There
+ * are stream_count streams, stream_step bytes apart, each of words words that lie word_step
+ * bytes apart. Padding is shorter than one word, so it lies in the last word only.
+ */
+static qref_status check_padding(const qref_tensor *tensor, const char *prefix, const char *role, int bits,
+                                 int64_t count, int64_t words, int64_t stream_count, size_t stream_step,
+                                 size_t word_step, bool by_column, qref_error *err)
+{
+    const uint64_t used = (uint64_t)count * (uint64_t)bits - (uint64_t)(words - 1) * 32u;
+    if (used == 32)
+        return QREF_OK;
+    const uint32_t padding_mask = ~(uint32_t)0 << used;
+    for (int64_t s = 0; s < stream_count; s++) {
+        const uint8_t *last = tensor->data + (size_t)s * stream_step + (size_t)(words - 1) * word_step;
+        uint32_t word = qref_load_u32(last);
+        if ((word & padding_mask) != 0) {
+            char label[512];
+            tensor_label(tensor, prefix, role, label, sizeof label);
+            int64_t row = by_column ? words - 1 : s;
+            int64_t col = by_column ? s : words - 1;
+            return qref_error_set(err, QREF_ERR_INVALID,
+                                  "%s: word [%lld][%lld] is 0x%08x, but its bits %u..31 follow the last of %lld "
+                                  "%d-bit %s and must be zero (padding bits 0x%08x are set)",
+                                  label, (long long)row, (long long)col, word, (unsigned)used, (long long)count,
+                                  bits, by_column ? "codes" : "zero points", word & padding_mask);
+        }
+    }
+    return QREF_OK;
 }
 
 static qref_status check_g_idx(const qref_gptq_linear *linear, const qref_gptq_config *config,
@@ -344,7 +373,18 @@ qref_status qref_gptq_check_linear(const qref_gptq_linear *linear, const qref_gp
             return status;
     }
 
-    /* Step 3: values: group indices, zero points, scales. */
+    /* Step 3: padding bits after the last code of each qweight column and the last zero
+     * point of each qzeros row. */
+    status = check_padding(linear->qweight, linear->prefix, "qweight", layout.bits, layout.in_features,
+                           layout.qweight_rows, layout.out_features, 4, (size_t)layout.out_features * 4, true, err);
+    if (status != QREF_OK)
+        return status;
+    status = check_padding(linear->qzeros, linear->prefix, "qzeros", layout.bits, layout.out_features,
+                           layout.qzeros_cols, layout.groups, (size_t)layout.qzeros_cols * 4, 4, false, err);
+    if (status != QREF_OK)
+        return status;
+
+    /* Step 4: values: group indices, zero points, scales. */
     status = check_g_idx(linear, config, &layout, err);
     if (status != QREF_OK)
         return status;

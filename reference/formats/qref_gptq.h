@@ -9,16 +9,30 @@
  * Tensors of a linear with in = in_features, out = out_features, b bits, G = group size
  * (G = in when group_size is -1) and groups = ceil(in / G):
  *
- *   qweight  I32 [in * b / 32, out]     codes packed along in
- *   qzeros   I32 [groups, out * b / 32] zero points packed along out
- *   scales   F16 [groups, out]          (BF16 and F32 are read too)
- *   g_idx    I32 [in]                   group of each input feature
+ *   qweight  I32 [ceil(in * b / 32), out]      codes packed along in
+ *   qzeros   I32 [groups, ceil(out * b / 32)]  zero points packed along out
+ *   scales   F16 [groups, out]                 (BF16 and F32 are read too)
+ *   g_idx    I32 [in]                          group of each input feature
  *
  * Packing: the words of one qweight column (or of one qzeros row) form a little-endian bit
  * stream, and element k occupies bits [b*k, b*k + b) of it. For b = 2, 4, 8 every field sits
- * inside one word. For b = 3, 32 elements fill 3 words and elements 10 and 21 straddle two
- * words, which is exactly AutoGPTQ's 3-bit table; so 3-bit needs in and out to be multiples
- * of 32. Words are uint32 reinterpreted as int32.
+ * inside one word. For b = 3, elements 10 and 21 of every 32 straddle two words, which is
+ * exactly AutoGPTQ's 3-bit table. Words are uint32 reinterpreted as int32.
+ *
+ * Widths that are not a multiple of 32: AutoGPTQ (qlinear_cuda_old.py) and GPTQModel
+ * (_register_gptq_buffers in gptqmodel/nn_modules/qlinear/__init__.py, read at commit
+ * 00f3d5e) size the buffers as in // 32 * b rows and out // 32 * b columns, which have room for every
+ * code only when in and out are multiples of 32. GPTQModel's pack_block rejects other widths
+ * ("in_features must be divisible by 32"), its older pack_original drops the codes after the
+ * last whole run of 32, and its auto-padding (the ExllamaV2V kernel; commented out in
+ * TorchQuantLinear) pads in to a multiple of G and out to a multiple of 32 only in memory,
+ * after loading. So neither project defines an on-disk layout for such widths. This codec
+ * stores them by extending the same bit stream to ceil(in * b / 32) words per qweight column
+ * and ceil(out * b / 32) words per qzeros row, with every bit after the last element zero.
+ * When in * b and out * b are multiples of 32 there are no padding bits, and for in and out
+ * multiples of 32 the tensors are AutoGPTQ's byte for byte. Readers require the padding bits
+ * to be zero.
+ * NOTE: AutoGPTQ and GPTQModel kernels do not load linears whose in or out is not a multiple of 32.
  *
  * Zero points: format v1 ("gptq", the default when a config names none) stores zero - 1, and
  * readers add 1; v2 ("gptq_v2", GPTQModel) stores the zero as is. In v1 a stored field of all
@@ -148,12 +162,13 @@ typedef struct qref_gptq_linear {
 
 /*
  * Checks one linear against its expected features and the config: dtypes and shapes of all
- * four tensors (which also catches declared bits that differ from the stored ones), g_idx
- * in range and consistent with the group size (g_idx[i] == i / G without act-order or with
- * static groups, otherwise each group holding exactly G features), zero points inside the
- * code range (no v1 underflow; with sym every zero equal to 2^(b-1)), and scales finite and
- * positive. Returns the first failure, naming the tensor, the index, the value found and
- * the value expected.
+ * four tensors (which also catches declared bits that differ from the stored ones), zero
+ * padding bits after the last code of each qweight column and the last zero point of each
+ * qzeros row, g_idx in range and consistent with the group size (g_idx[i] == i / G without
+ * act-order or with static groups, otherwise each group holding exactly G features), zero
+ * points inside the code range (no v1 underflow; with sym every zero equal to 2^(b-1)), and
+ * scales finite and positive. Returns the first failure, naming the tensor, the index, the
+ * value found and the value expected.
  */
 qref_status qref_gptq_check_linear(const qref_gptq_linear *linear, const qref_gptq_config *config,
                                    qref_error *err);
