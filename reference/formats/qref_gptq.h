@@ -21,18 +21,19 @@
  *
  * Widths that are not a multiple of 32: AutoGPTQ (qlinear_cuda_old.py) and GPTQModel
  * (_register_gptq_buffers in gptqmodel/nn_modules/qlinear/__init__.py, read at commit
- * 00f3d5e) size the buffers as in // 32 * b rows and out // 32 * b columns, which have room for every
- * code only when in and out are multiples of 32. GPTQModel's pack_block rejects other widths
- * ("in_features must be divisible by 32"), its older pack_original drops the codes after the
- * last whole run of 32, and its auto-padding (the ExllamaV2V kernel; commented out in
- * TorchQuantLinear) pads in to a multiple of G and out to a multiple of 32 only in memory,
- * after loading. So neither project defines an on-disk layout for such widths. This codec
- * stores them by extending the same bit stream to ceil(in * b / 32) words per qweight column
- * and ceil(out * b / 32) words per qzeros row, with every bit after the last element zero.
- * When in * b and out * b are multiples of 32 there are no padding bits, and for in and out
- * multiples of 32 the tensors are AutoGPTQ's byte for byte. Readers require the padding bits
- * to be zero.
- * NOTE: AutoGPTQ and GPTQModel kernels do not load linears whose in or out is not a multiple of 32.
+ * 00f3d5e) size the buffers as in // 32 * b rows and out // 32 * b columns, which have room
+ * for every code only when in and out are multiples of 32. GPTQModel's pack_block rejects
+ * other widths ("in_features must be divisible by 32"), its older pack_original drops the
+ * codes after the last whole run of 32, and its auto-padding (the ExllamaV2V kernel; commented
+ * out in TorchQuantLinear) pads in to a multiple of G and out to a multiple of 32 only in
+ * memory, after loading. So neither project defines an on-disk layout for such widths. This
+ * codec stores them by extending the same bit stream to ceil(in * b / 32) words per qweight
+ * column and ceil(out * b / 32) words per qzeros row, with every bit after the last element
+ * zero. When in * b and out * b are multiples of 32 there are no padding bits, and for in and
+ * out multiples of 32 the tensors are AutoGPTQ's byte for byte. Readers require the padding
+ * bits to be zero.
+ * NOTE: AutoGPTQ and GPTQModel expect in // 32 * b qweight rows, so they cannot load a
+ * linear whose in or out is not a multiple of 32 from this layout.
  *
  * Zero points: format v1 ("gptq", the default when a config names none) stores zero - 1, and
  * readers add 1; v2 ("gptq_v2", GPTQModel) stores the zero as is. In v1 a stored field of all
