@@ -1,0 +1,65 @@
+/*
+ * The writer behind `qconform quantize`: quantizes every linear of a full-precision LLaMA
+ * snapshot with the reference RTN quantizer and writes a GPTQ artifact folder (AutoGPTQ
+ * tensor layout, formats/qref_gptq.h) that a GPTQ reader can load as a snapshot.
+ *
+ * The artifact contains model.safetensors (the packed linears plus every other tensor of the
+ * reference copied unchanged), config.json (the reference's, with a quantization_config
+ * object added), quantize_config.json (the same object) and the reference's tokenizer,
+ * generation config and licence files as they are. Everything is written into a temporary
+ * folder next to the output folder, which is renamed into place only when complete.
+ */
+#ifndef QC_QUANTIZE_H
+#define QC_QUANTIZE_H
+
+#include <stdbool.h>
+
+#include "core/qref_error.h"
+#include "formats/qref_gptq.h"
+#include "model/qref_config.h"
+
+/* The checkpoint format requested on the command line. */
+typedef enum qc_checkpoint_choice {
+    QC_CHECKPOINT_AUTO, /* gptq (v1) unless some zero point is 0, then gptq_v2 */
+    QC_CHECKPOINT_V1,   /* gptq: fails on a zero point of 0 */
+    QC_CHECKPOINT_V2    /* gptq_v2 */
+} qc_checkpoint_choice;
+
+typedef struct qc_quantize_request {
+    const char *reference;  /* full-precision snapshot: folder, .safetensors file or archive */
+    const char *out_dir;    /* artifact folder to create */
+    int bits;               /* 2, 3, 4 or 8 */
+    long group_size;        /* input features per group, or -1 for one group per row */
+    bool sym;
+    qc_checkpoint_choice checkpoint;
+    bool force;             /* replace an existing out_dir once the new folder is complete */
+    const char *quantizer;  /* meta.quantizer entry of the config, e.g. "qconform:0.1.0" */
+} qc_quantize_request;
+
+typedef struct qc_quantize_outcome {
+    int layers;
+    int linears;                     /* quantized linears in all layers */
+    qref_gptq_format format;         /* checkpoint format written */
+    bool format_switched;            /* auto wrote gptq_v2 because v1 cannot store a zero point */
+    char switch_reason[QREF_ERROR_MESSAGE_MAX]; /* which zero point, when format_switched */
+    char cleanup_note[QREF_ERROR_MESSAGE_MAX];  /* set when --force could not delete the old folder */
+} qc_quantize_outcome;
+
+/* Converts "auto", "gptq" or "gptq_v2" to a choice; returns false for any other name. */
+bool qc_checkpoint_choice_parse(const char *name, qc_checkpoint_choice *out);
+
+/*
+ * Checks that group_size (-1 for one group per row) divides the input width of every linear
+ * of a model with this config. The error names the first linear whose width it does not divide.
+ */
+qref_status qc_quantize_check_group_size(const qref_llama_config *config, long group_size, qref_error *err);
+
+/*
+ * Quantizes request->reference with RTN and writes the GPTQ artifact to request->out_dir.
+ * Fails before writing anything on a quantized reference, a group size that does not divide
+ * a linear's input width, or an existing out_dir without request->force. On any failure the
+ * temporary folder is removed and out_dir is left as it was.
+ */
+qref_status qc_quantize_gptq(const qc_quantize_request *request, qc_quantize_outcome *outcome, qref_error *err);
+
+#endif
