@@ -216,9 +216,11 @@ static void rope_apply(float *vec, int n_heads, int head_dim, const float *cos_r
 /* ---- one decoder layer ------------------------------------------------------------------ */
 
 typedef struct layer_buffers {
-    float *x;       /* [rows][D] residual stream */
-    float *normed;  /* [rows][D] */
-    float *scratch; /* attention: q, k, v, attn; MLP: gate, up (same memory) */
+    float *x;          /* [rows][D] residual stream */
+    float *normed;     /* [rows][D] */
+    float *scratch;    /* attention: q, k, v, attn, transposed keys; MLP: gate, up (same memory) */
+    float *score_rows; /* [threads][seq_len] attention scores */
+    int threads;
     float *cos_table, *sin_table;
 } layer_buffers;
 
@@ -257,10 +259,54 @@ static float *load_layer_linear(const qref_weight_provider *weights, const qref_
     return load_layer_tensor(weights, layer, suffix, rows, cols, err);
 }
 
-/* Causal grouped-query attention over n_windows windows of seq_len rows each. */
-static qref_status attention(const qref_llama_config *config, int64_t n_windows, int seq_len,
-                             const float *q, const float *k, const float *v, float *out,
-                             qref_error *err)
+/*
+ * Scores of query q against keys s0..s0+3 of one head, from keys transposed to
+ * key_t[i][s] (row stride seq_len). Element i of the head dimension goes to lane i % 8 and
+ * the lanes are combined as in dot_f32, so each score equals dot_f32(q, k_s, d) bit for bit.
+ */
+static inline v4f scores4(const float *q, const float *key_t, int seq_len, int s0, int d)
+{
+    v4f l0 = {0}, l1 = {0}, l2 = {0}, l3 = {0}, l4 = {0}, l5 = {0}, l6 = {0}, l7 = {0};
+    int i = 0;
+    for (; i + LANES <= d; i += LANES) {
+        const float *column = key_t + (size_t)i * seq_len + s0;
+        l0 += q[i] * load_v4f(column);
+        l1 += q[i + 1] * load_v4f(column + (size_t)seq_len);
+        l2 += q[i + 2] * load_v4f(column + 2 * (size_t)seq_len);
+        l3 += q[i + 3] * load_v4f(column + 3 * (size_t)seq_len);
+        l4 += q[i + 4] * load_v4f(column + 4 * (size_t)seq_len);
+        l5 += q[i + 5] * load_v4f(column + 5 * (size_t)seq_len);
+        l6 += q[i + 6] * load_v4f(column + 6 * (size_t)seq_len);
+        l7 += q[i + 7] * load_v4f(column + 7 * (size_t)seq_len);
+    }
+    /* the last d % 8 elements go to lanes 0, 1, ... as in dot_f32 */
+    const float *column = key_t + (size_t)i * seq_len + s0;
+    int rest = d - i;
+    if (rest > 0)
+        l0 += q[i] * load_v4f(column);
+    if (rest > 1)
+        l1 += q[i + 1] * load_v4f(column + (size_t)seq_len);
+    if (rest > 2)
+        l2 += q[i + 2] * load_v4f(column + 2 * (size_t)seq_len);
+    if (rest > 3)
+        l3 += q[i + 3] * load_v4f(column + 3 * (size_t)seq_len);
+    if (rest > 4)
+        l4 += q[i + 4] * load_v4f(column + 4 * (size_t)seq_len);
+    if (rest > 5)
+        l5 += q[i + 5] * load_v4f(column + 5 * (size_t)seq_len);
+    if (rest > 6)
+        l6 += q[i + 6] * load_v4f(column + 6 * (size_t)seq_len);
+    return ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7));
+}
+
+/*
+ * Causal grouped-query attention over n_windows windows of seq_len rows each. key_t is
+ * scratch for the keys transposed per window and KV head: [window][kv head][d][seq_len];
+ * score_rows holds one row of seq_len scores for each of at most `threads` threads.
+ */
+static void attention(const qref_llama_config *config, int64_t n_windows, int seq_len, const float *q,
+                      const float *k, const float *v, float *key_t, float *score_rows, int threads,
+                      float *out)
 {
     int heads = config->num_attention_heads;
     int kv_heads = config->num_key_value_heads;
@@ -270,14 +316,18 @@ static qref_status attention(const qref_llama_config *config, int64_t n_windows,
     int kv_width = kv_heads * d;
     float scale = 1.0f / sqrtf((float)d);
 
-    /* one row of scores per thread */
-    int n_threads = omp_get_max_threads();
-    float *score_rows = malloc((size_t)n_threads * (size_t)seq_len * sizeof(float));
-    if (score_rows == NULL)
-        return qref_error_set(err, QREF_ERR_NOMEM, "attention: cannot allocate %d score rows of %d",
-                              n_threads, seq_len);
+    /* key_t[b][j][i][s] = k[b * seq_len + s][j * d + i] */
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t b = 0; b < n_windows; b++) {
+        for (int j = 0; j < kv_heads; j++) {
+            float *dst = key_t + ((size_t)b * kv_heads + j) * (size_t)d * seq_len;
+            for (int s = 0; s < seq_len; s++)
+                for (int i = 0; i < d; i++)
+                    dst[(size_t)i * seq_len + s] = k[((size_t)b * seq_len + s) * kv_width + j * d + i];
+        }
+    }
 
-#pragma omp parallel num_threads(n_threads)
+#pragma omp parallel num_threads(threads)
     {
         float *scores = score_rows + (size_t)omp_get_thread_num() * (size_t)seq_len;
 #pragma omp for collapse(3) schedule(static)
@@ -285,38 +335,60 @@ static qref_status attention(const qref_llama_config *config, int64_t n_windows,
             for (int h = 0; h < heads; h++) {
                 for (int t = 0; t < seq_len; t++) {
                     int64_t row = b * seq_len + t;
+                    int kv = h / group;
                     const float *qt = q + row * q_width + h * d;
-                    const float *k_base = k + b * seq_len * kv_width + (h / group) * d;
-                    const float *v_base = v + b * seq_len * kv_width + (h / group) * d;
+                    const float *k_base = k + b * seq_len * kv_width + kv * d;
+                    const float *v_base = v + b * seq_len * kv_width + kv * d;
+                    const float *head_key_t = key_t + ((size_t)b * kv_heads + kv) * (size_t)d * seq_len;
+
+                    /* scores[s] = q . k_s / sqrt(d) for s <= t, four keys at a time */
+                    int s = 0;
+                    for (; s + 4 <= t + 1; s += 4) {
+                        v4f block = scores4(qt, head_key_t, seq_len, s, d) * scale;
+                        memcpy(scores + s, &block, sizeof block);
+                    }
+                    for (; s <= t; s++)
+                        scores[s] = dot_f32(qt, k_base + (int64_t)s * kv_width, d) * scale;
 
                     float max_score = -INFINITY;
-                    for (int s = 0; s <= t; s++) {
-                        scores[s] = dot_f32(qt, k_base + (int64_t)s * kv_width, d) * scale;
+                    for (s = 0; s <= t; s++)
                         if (scores[s] > max_score)
                             max_score = scores[s];
-                    }
                     double denominator = 0.0;
-                    for (int s = 0; s <= t; s++) {
+                    for (s = 0; s <= t; s++) {
                         scores[s] = expf(scores[s] - max_score);
                         denominator += scores[s];
                     }
                     float inv_denominator = (float)(1.0 / denominator);
-                    for (int s = 0; s <= t; s++)
+                    for (s = 0; s <= t; s++)
                         scores[s] *= inv_denominator;
 
-                    /* o[i] = sum over s of p_s v_s[i], in order of s for every i */
+                    /*
+                     * o[i] = sum over s of p_s v_s[i] in four partial sums (keys s = 0, 1, 2, 3
+                     * mod 4 of the full blocks of four; the remaining keys go to the first),
+                     * each in order of s and combined pairwise, so the additions need not wait
+                     * on each other.
+                     */
                     float *o = out + row * q_width + h * d;
                     if (d % 4 == 0) {
                         for (int j = 0; j < d; j += 4) {
-                            v4f acc = {0};
-                            for (int s = 0; s <= t; s++)
-                                acc += scores[s] * load_v4f(v_base + (int64_t)s * kv_width + j);
+                            v4f acc0 = {0}, acc1 = {0}, acc2 = {0}, acc3 = {0};
+                            const float *vj = v_base + j;
+                            for (s = 0; s + 4 <= t + 1; s += 4) {
+                                acc0 += scores[s] * load_v4f(vj + (int64_t)s * kv_width);
+                                acc1 += scores[s + 1] * load_v4f(vj + (int64_t)(s + 1) * kv_width);
+                                acc2 += scores[s + 2] * load_v4f(vj + (int64_t)(s + 2) * kv_width);
+                                acc3 += scores[s + 3] * load_v4f(vj + (int64_t)(s + 3) * kv_width);
+                            }
+                            for (; s <= t; s++) /* the last (t + 1) % 4 keys */
+                                acc0 += scores[s] * load_v4f(vj + (int64_t)s * kv_width);
+                            v4f acc = (acc0 + acc1) + (acc2 + acc3);
                             memcpy(o + j, &acc, sizeof acc);
                         }
                     } else {
                         for (int i = 0; i < d; i++)
                             o[i] = 0.0f;
-                        for (int s = 0; s <= t; s++) {
+                        for (s = 0; s <= t; s++) {
                             const float *vs = v_base + (int64_t)s * kv_width;
                             for (int i = 0; i < d; i++)
                                 o[i] += scores[s] * vs[i];
@@ -326,8 +398,6 @@ static qref_status attention(const qref_llama_config *config, int64_t n_windows,
             }
         }
     }
-    free(score_rows);
-    return QREF_OK;
 }
 
 static qref_status layer_forward(const qref_llama_config *config, const qref_weight_provider *weights,
@@ -373,8 +443,8 @@ static qref_status layer_forward(const qref_llama_config *config, const qref_wei
                    buf->cos_table + t * half, buf->sin_table + t * half);
     }
 
-    if (attention(config, n_windows, seq_len, q, k, v, attn, err) != QREF_OK)
-        goto fail;
+    float *key_t = attn + rows * q_width;
+    attention(config, n_windows, seq_len, q, k, v, key_t, buf->score_rows, buf->threads, attn);
 
     /* x += attn Wo^T   [rows, dim] (the product goes to `normed`, which is free now) */
     if ((w_a = load_layer_linear(weights, config, layer, 3, err)) == NULL)
@@ -448,7 +518,7 @@ static size_t window_activation_bytes(const qref_llama_config *config, int seq_l
 {
     size_t q_width = (size_t)config->num_attention_heads * config->head_dim;
     size_t kv_width = (size_t)config->num_key_value_heads * config->head_dim;
-    size_t attention_floats = 2 * q_width + 2 * kv_width;
+    size_t attention_floats = 2 * q_width + 3 * kv_width;
     size_t mlp_floats = 2 * (size_t)config->intermediate_size;
     size_t scratch = attention_floats > mlp_floats ? attention_floats : mlp_floats;
     return (size_t)seq_len * (2 * (size_t)config->hidden_size + scratch) * sizeof(float);
@@ -545,10 +615,12 @@ qref_status qref_llama_forward(const qref_llama_config *config, const qref_weigh
 
     layer_buffers buf = {0};
     size_t half = (size_t)config->head_dim / 2;
+    buf.threads = omp_get_max_threads();
     buf.x = malloc(batch * per_window);
+    buf.score_rows = malloc((size_t)buf.threads * (size_t)seq_len * sizeof(float));
     buf.cos_table = malloc((size_t)seq_len * half * sizeof(float));
     buf.sin_table = malloc((size_t)seq_len * half * sizeof(float));
-    if (buf.x == NULL || buf.cos_table == NULL || buf.sin_table == NULL) {
+    if (buf.x == NULL || buf.score_rows == NULL || buf.cos_table == NULL || buf.sin_table == NULL) {
         status = qref_error_set(err, QREF_ERR_NOMEM, "forward: cannot allocate %zu bytes of "
                                 "activations for %zu windows", batch * per_window, batch);
         goto done;
@@ -565,6 +637,7 @@ qref_status qref_llama_forward(const qref_llama_config *config, const qref_weigh
 
 done:
     free(buf.x);
+    free(buf.score_rows);
     free(buf.cos_table);
     free(buf.sin_table);
     return status;
