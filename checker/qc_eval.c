@@ -102,6 +102,7 @@ cJSON *qc_ppl_outcome_to_json(const qc_ppl_outcome *outcome, const char *data_pa
     cJSON_AddNumberToObject(json, "ppl_stderr", r->ppl_stderr);
     cJSON_AddNumberToObject(json, "tokens", (double)r->tokens);
     cJSON_AddNumberToObject(json, "windows", (double)r->windows_total);
+    cJSON_AddNumberToObject(json, "windows_available", (double)(r->tokens / (size_t)outcome->seqlen));
     cJSON_AddNumberToObject(json, "windows_evaluated", (double)r->windows);
     cJSON_AddNumberToObject(json, "tokens_scored", (double)r->tokens_scored);
     cJSON_AddNumberToObject(json, "nll_sum", r->nll_sum);

@@ -1,0 +1,41 @@
+# Packs wiki.test.raw as wikitext-2-raw-v1.zip (entry wikitext-2-raw/wiki.test.raw, the layout
+# of the canonical download) and checks that `qconform eval --json` gives the same perplexity,
+# token count and text digest from both, with the fields the study protocol reports.
+file(REMOVE_RECURSE ${WORK}/zip)
+file(MAKE_DIRECTORY ${WORK}/zip/wikitext-2-raw)
+file(COPY ${RAW} DESTINATION ${WORK}/zip/wikitext-2-raw)
+execute_process(COMMAND ${CMAKE_COMMAND} -E tar cf ${WORK}/wikitext-2-raw-v1.zip --format=zip wikitext-2-raw
+  WORKING_DIRECTORY ${WORK}/zip RESULT_VARIABLE zip_result)
+if(NOT zip_result EQUAL 0)
+  message(FATAL_ERROR "cannot build the zip")
+endif()
+
+foreach(input raw zip)
+  if(input STREQUAL raw)
+    set(data ${RAW})
+  else()
+    set(data ${WORK}/wikitext-2-raw-v1.zip)
+  endif()
+  execute_process(COMMAND ${QCONFORM} eval ${MODEL} --task wikitext2 --data ${data} --seqlen 512 --windows 8 --json
+    RESULT_VARIABLE result OUTPUT_VARIABLE json_${input} ERROR_VARIABLE stderr)
+  if(NOT result EQUAL 0)
+    message(FATAL_ERROR "qconform eval on ${input} exited ${result}: ${stderr}")
+  endif()
+endforeach()
+
+foreach(key ppl tokens windows seqlen protocol)
+  string(JSON raw_value GET "${json_raw}" ${key})
+  string(JSON zip_value GET "${json_zip}" ${key})
+  if(NOT raw_value STREQUAL zip_value)
+    message(FATAL_ERROR "${key}: ${raw_value} from the raw file, ${zip_value} from the zip")
+  endif()
+endforeach()
+string(JSON raw_digest GET "${json_raw}" dataset raw_sha256)
+string(JSON zip_digest GET "${json_zip}" dataset raw_sha256)
+string(JSON tokens GET "${json_raw}" tokens)
+string(JSON windows GET "${json_raw}" windows)
+string(JSON protocol GET "${json_raw}" protocol)
+# 815066 tokens: the SentencePiece library's count for this text (fixtures/goldens/perplexity.json)
+if(NOT raw_digest STREQUAL zip_digest OR NOT tokens EQUAL 815066 OR NOT windows EQUAL 8 OR NOT protocol STREQUAL "study")
+  message(FATAL_ERROR "unexpected fields: digest ${raw_digest} vs ${zip_digest}, tokens ${tokens}, windows ${windows}, protocol ${protocol}")
+endif()
