@@ -4,8 +4,9 @@
  * Steps: open the reference and reject a quantized one; check the group size against every
  * linear's input width and the output folder against --force; quantize the seven linears of
  * every layer with qref_rtn_quantize and pack them with qref_gptq_pack (g_idx = i / G);
- * write model.safetensors, config.json, quantize_config.json and the tokenizer files into a
- * fresh temporary folder next to the output; rename it into place.
+ * create missing parent folders of the output; write model.safetensors, config.json,
+ * quantize_config.json and the tokenizer files into a fresh temporary folder next to the
+ * output; rename it into place.
  *
  * Checkpoint format auto writes v1 ("gptq", what AutoGPTQ and most readers expect) until a
  * zero point of 0 appears, which v1 cannot store because it stores zero - 1. The whole
@@ -102,8 +103,8 @@ static qref_status check_full_precision(const qc_model *model, qref_error *err)
 {
     if (model->quantized)
         return qref_error_set(err, QREF_ERR_INVALID,
-                              "%s: the snapshot is already quantized (%s declares %d-bit GPTQ, checkpoint_format "
-                              "%s); quantize needs a full-precision reference snapshot",
+                              "%s: the snapshot is already quantized (its quantization config in %s is %d-bit GPTQ, "
+                              "checkpoint_format %s); quantize needs a full-precision reference snapshot",
                               model->path, model->gptq.source, model->gptq.bits,
                               qref_gptq_format_name(model->gptq.format));
     const qref_tensor_set *tensors = qref_snapshot_tensors(model->snapshot);
@@ -187,7 +188,56 @@ static int remove_tree(const char *path)
     return nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-/* Creates "<parent>/.<base>.<kind>-XXXXXX" with mkdtemp; *out is the owned path. */
+/* Folders that make_parent_folders created, deepest last, to delete again on failure. */
+typedef struct created_folders {
+    char *paths[64];
+    int count;
+} created_folders;
+
+/* Creates the missing folders of path, as mkdir -p does; another process may create them at
+ * the same time. */
+static qref_status make_parent_folders(const char *path, created_folders *created, qref_error *err)
+{
+    char *copy = strdup(path);
+    if (copy == NULL)
+        return qref_error_set(err, QREF_ERR_NOMEM, "%s: out of memory", path);
+    size_t length = strlen(copy);
+    for (size_t k = 1; k <= length; k++) {
+        if (copy[k] != '/' && copy[k] != '\0')
+            continue;
+        char saved = copy[k];
+        copy[k] = '\0';
+        if (mkdir(copy, 0755) == 0) {
+            if (created->count < (int)(sizeof created->paths / sizeof created->paths[0]))
+                created->paths[created->count++] = strdup(copy);
+        } else if (errno != EEXIST) {
+            int error = errno;
+            qref_error_set(err, QREF_ERR_IO, "%s: cannot create the output's parent folder: %s", copy,
+                           strerror(error));
+            free(copy);
+            return QREF_ERR_IO;
+        }
+        copy[k] = saved;
+    }
+    free(copy);
+    return QREF_OK;
+}
+
+/* Frees the list, and first deletes the folders in it (deepest first, when empty) if remove_them. */
+static void created_folders_free(created_folders *created, bool remove_them)
+{
+    for (int k = created->count - 1; k >= 0; k--) {
+        if (remove_them && created->paths[k] != NULL)
+            rmdir(created->paths[k]);
+        free(created->paths[k]);
+    }
+    created->count = 0;
+}
+
+/*
+ * Creates "<parent>/.<base>.<kind>-XXXXXX" with mkdtemp; *out is the owned path.
+ * NOTE: the added 12 bytes make this fail for an output folder name of more than 243 bytes.
+ */
 static qref_status make_sibling_folder(const out_path *path, const char *kind, char **out, qref_error *err)
 {
     size_t size = strlen(path->parent) + strlen(path->base) + strlen(kind) + 12;
@@ -663,6 +713,9 @@ qref_status qc_quantize_gptq(const qc_quantize_request *request, qc_quantize_out
 
     /* Step 3: every file into a fresh temporary folder, then rename it into place. */
     char *folder = NULL;
+    created_folders created = {0};
+    if (status == QREF_OK)
+        status = make_parent_folders(path.parent, &created, err);
     if (status == QREF_OK)
         status = make_sibling_folder(&path, "tmp", &folder, err);
     if (status == QREF_OK && chmod(folder, 0755) != 0)
@@ -678,6 +731,7 @@ qref_status qc_quantize_gptq(const qc_quantize_request *request, qc_quantize_out
     }
     if (status != QREF_OK && folder != NULL)
         remove_tree(folder);
+    created_folders_free(&created, status != QREF_OK);
 
     if (status == QREF_OK) {
         outcome->layers = layers;

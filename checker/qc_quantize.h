@@ -55,10 +55,11 @@ bool qc_checkpoint_choice_parse(const char *name, qc_checkpoint_choice *out);
 qref_status qc_quantize_check_group_size(const qref_llama_config *config, long group_size, qref_error *err);
 
 /*
- * Quantizes request->reference with RTN and writes the GPTQ artifact to request->out_dir.
- * Fails before writing anything on a quantized reference, a group size that does not divide
- * a linear's input width, or an existing out_dir without request->force. On any failure the
- * temporary folder is removed and out_dir is left as it was.
+ * Quantizes request->reference with RTN and writes the GPTQ artifact to request->out_dir,
+ * creating its missing parent folders. Fails before writing anything on a quantized
+ * reference, a group size that does not divide a linear's input width, or an existing
+ * out_dir without request->force. On any failure the temporary folder and the parent folders
+ * it created are removed, and out_dir is left as it was.
  */
 qref_status qc_quantize_gptq(const qc_quantize_request *request, qc_quantize_outcome *outcome, qref_error *err);
 
