@@ -418,10 +418,45 @@ static qref_status check_index_against_shards(const qref_snapshot *snapshot, sha
     return QREF_OK;
 }
 
+/* True for names of the form PREFIX-NNNNN-of-NNNNN.safetensors, as huggingface_hub names shards. */
+static bool is_shard_file_name(const char *name)
+{
+    static const char pattern[] = "-00000-of-00000.safetensors";
+    size_t n = strlen(name), m = sizeof pattern - 1;
+    if (n <= m)
+        return false;
+    const char *tail = name + n - m;
+    for (size_t i = 0; i < m; i++) {
+        bool digit = pattern[i] == '0';
+        if (digit ? (tail[i] < '0' || tail[i] > '9') : tail[i] != pattern[i])
+            return false;
+    }
+    return true;
+}
+
+/* Rejects a shard file of the snapshot that weight_map does not name, since its tensors would be
+ * silently left out of the model. */
+static qref_status check_unlisted_shards(const qref_snapshot *snapshot, const shard_index *index, qref_error *err)
+{
+    for (size_t i = 0; i < snapshot->file_count; i++) {
+        const char *name = snapshot->files[i].name;
+        if (!is_shard_file_name(name))
+            continue;
+        if (bsearch(&name, index->shards, index->shard_count, sizeof *index->shards, compare_string_pointers) == NULL)
+            return qref_error_set(err, QREF_ERR_INVALID,
+                                  "%s: shard %s is in the snapshot, but weight_map names none of its tensors "
+                                  "(expected every shard file to be listed)",
+                                  index->display, name);
+    }
+    return QREF_OK;
+}
+
 static qref_status load_sharded_weights(qref_snapshot *snapshot, snapshot_kind kind, qref_error *err)
 {
     shard_index index = {0};
     qref_status status = parse_index(snapshot, kind, &index, err);
+    if (status == QREF_OK)
+        status = check_unlisted_shards(snapshot, &index, err);
     if (status == QREF_OK) {
         snapshot->weights = calloc(index.shard_count, sizeof *snapshot->weights);
         if (snapshot->weights == NULL)

@@ -13,7 +13,8 @@
  * model.safetensors.index.json, whose weight_map must agree exactly with the shard headers.
  * Every named shard must exist, every shard tensor must be listed once and in the right
  * shard, no tensor may be stored twice, and metadata.total_size (when present) must equal
- * the sum of the tensor sizes.
+ * the sum of the tensor sizes. A file named like a shard (PREFIX-NNNNN-of-NNNNN.safetensors)
+ * that weight_map does not name is rejected too, because its tensors would be left out.
  */
 #ifndef QREF_SNAPSHOT_H
 #define QREF_SNAPSHOT_H
