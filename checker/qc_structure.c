@@ -104,10 +104,14 @@ static void check_linear(structure_tally *tally, const qc_model *model, const ch
     }
     char name[512];
     snprintf(name, sizeof name, "%s.weight", module);
-    if (model->quantized && qref_tensor_set_find(model->tensor_weights.tensors, name) != NULL) {
-        qref_error_set(&err, QREF_ERR_INVALID, "linear \"%s\" is stored unquantized (%s.weight) but the "
-                       "quantization config (%s) declares every linear of every layer quantized", module, module,
-                       model->gptq.source);
+    const qref_tensor *dense = qref_tensor_set_find(model->tensor_weights.tensors, name);
+    if (model->quantized && dense != NULL) {
+        char shape[96];
+        qref_tensor_shape_string(dense, shape, sizeof shape);
+        qref_error_set(&err, QREF_ERR_INVALID, "%s: linear \"%s\" is stored unquantized (%s, %s %s), expected "
+                       "qweight, qzeros, scales and g_idx because the quantization config (%s) declares every "
+                       "linear of every layer quantized", dense->file, module, name, qref_dtype_name(dense->dtype),
+                       shape, model->gptq.source);
         tally_problem(tally, "structure.unquantized", &err);
         return;
     }
