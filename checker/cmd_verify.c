@@ -2,7 +2,7 @@
  * qconform verify: the main job.
  *
  *   qconform verify ARTIFACT [--reference REF] [--suite FILE] [--cell ID] [--data PATH]
- *                   [--windows N] [--report FILE] [--junit FILE] [--quiet]
+ *                   [--windows N] [--report FILE] [--junit FILE] [--cache DIR] [--quiet]
  *
  * 1. open the artifact (snapshot folder, .safetensors file or archive) and describe it;
  * 2. check its structure and hash every file and tensor into a SHA-256 manifest;
@@ -47,6 +47,8 @@ static void print_usage(FILE *out)
             "  --windows N      evaluate at most N perplexity windows per model (overrides the suite)\n"
             "  --report FILE    write the JSON report (\"-\" for stdout)\n"
             "  --junit FILE     write a JUnit XML report\n"
+            "  --cache DIR      reuse perplexities computed by earlier runs on the same model files,\n"
+            "                   dataset file, protocol, window length and count (DIR must exist)\n"
             "  --quiet          do not print the table\n"
             "\n"
             "Exit codes: 0 no FAIL or ERROR, 1 at least one FAIL, 2 usage error, 3 unreadable or\n"
@@ -58,6 +60,7 @@ typedef struct verify_subject {
     const char *role; /* "artifact" or "reference" */
     qc_model model;
     bool open;
+    char manifest_digest[QREF_SHA256_HEX_SIZE]; /* "" when hashing failed */
     struct {
         size_t windows;
         qref_status status;
@@ -72,6 +75,7 @@ typedef struct verify_context {
     verify_subject reference;
     const qc_suite *suite;
     const char *data_path;
+    const char *cache_dir;        /* NULL: no perplexity cache */
     qref_ppl_protocol protocol;
     int seqlen;
     size_t windows_override;
@@ -80,6 +84,64 @@ typedef struct verify_context {
 } verify_context;
 
 /* ---- metrics ------------------------------------------------------------------------------ */
+
+/*
+ * Path of the cache file for a perplexity: the digest of the model's manifest (which covers
+ * its tokenizer), the dataset file's bytes, the protocol, the window length and count, and the
+ * tool version. Returns false when the key cannot be formed.
+ */
+static bool ppl_cache_path(const verify_context *ctx, const verify_subject *subject, size_t windows, char *path,
+                           size_t size)
+{
+    if (ctx->cache_dir == NULL || subject->manifest_digest[0] == '\0')
+        return false;
+    qref_blob data = {0};
+    qref_error err = {0};
+    char data_digest[QREF_SHA256_HEX_SIZE];
+    if (qref_blob_map_file(ctx->data_path, &data, &err) != QREF_OK)
+        return false;
+    int hashed = qref_sha256_buffer_hex(data.data, data.size, data_digest);
+    qref_blob_free(&data);
+    if (hashed != 0)
+        return false;
+
+    char key_text[512], key[QREF_SHA256_HEX_SIZE];
+    snprintf(key_text, sizeof key_text, "qconform %s perplexity\nmodel %s\ndata %s\nprotocol %s\nseqlen %d\nwindows %zu\n",
+             QCONFORM_VERSION, subject->manifest_digest, data_digest, qref_ppl_protocol_name(ctx->protocol),
+             ctx->seqlen, windows);
+    if (qref_sha256_buffer_hex(key_text, strlen(key_text), key) != 0)
+        return false;
+    snprintf(path, size, "%s/ppl-%s.json", ctx->cache_dir, key);
+    return true;
+}
+
+/* Reads a cached outcome; returns false when there is none or it cannot be used. */
+static bool ppl_cache_read(const char *path, qc_ppl_outcome *outcome)
+{
+    char *text = NULL;
+    size_t length = 0;
+    qref_error err = {0};
+    if (qref_file_read_all(path, 1u << 20, &text, &length, &err) != QREF_OK)
+        return false;
+    cJSON *json = NULL;
+    bool ok = qref_json_parse(path, text, length, 8, &json, &err) == QREF_OK && qc_ppl_outcome_from_json(json, outcome);
+    cJSON_Delete(json);
+    free(text);
+    return ok;
+}
+
+/* Writes an outcome to the cache; a failure only costs a later recomputation, so it is logged. */
+static void ppl_cache_write(const char *path, const qc_ppl_outcome *outcome, const char *data_path)
+{
+    cJSON *json = qc_ppl_outcome_to_json(outcome, data_path);
+    char *text = cJSON_Print(json);
+    cJSON_Delete(json);
+    qref_error err = {0};
+    if (text == NULL || qref_file_write_atomic(path, text, strlen(text), &err) != QREF_OK)
+        fprintf(stderr, "qconform: warning: cannot write the perplexity cache: %s\n",
+                text == NULL ? "out of memory" : err.message);
+    free(text);
+}
 
 /* Perplexity of a subject over `windows` windows (0 = all), computed once per window count. */
 static qref_status subject_ppl(verify_context *ctx, verify_subject *subject, size_t windows,
@@ -99,24 +161,37 @@ static qref_status subject_ppl(verify_context *ctx, verify_subject *subject, siz
     if (subject->ppl_count == sizeof subject->ppl / sizeof subject->ppl[0])
         return qref_error_set(err, QREF_ERR_INTERNAL, "too many distinct window counts in one run");
 
-    fprintf(stderr, "qconform: evaluating WikiText-2 perplexity of the %s (%s protocol%s)\n", subject->role,
-            qref_ppl_protocol_name(ctx->protocol), windows ? ", limited windows" : "");
     size_t slot = subject->ppl_count++;
-    qc_ppl_request request = {
-        .data_path = ctx->data_path,
-        .protocol = ctx->protocol,
-        .seqlen = ctx->seqlen,
-        .max_windows = windows,
-    };
     subject->ppl[slot].windows = windows;
-    subject->ppl[slot].status = qc_eval_wikitext_ppl(&subject->model, &request, &subject->ppl[slot].outcome,
-                                                     &subject->ppl[slot].err);
+    char cache_path[QC_PATH_MAX + 96];
+    bool cacheable = ppl_cache_path(ctx, subject, windows, cache_path, sizeof cache_path);
+    if (cacheable && ppl_cache_read(cache_path, &subject->ppl[slot].outcome)) {
+        fprintf(stderr, "qconform: %s perplexity read from the cache %s\n", subject->role, cache_path);
+        subject->ppl[slot].status = QREF_OK;
+    } else {
+        fprintf(stderr, "qconform: evaluating WikiText-2 perplexity of the %s (%s protocol%s)\n", subject->role,
+                qref_ppl_protocol_name(ctx->protocol), windows ? ", limited windows" : "");
+        qc_ppl_request request = {
+            .data_path = ctx->data_path,
+            .protocol = ctx->protocol,
+            .seqlen = ctx->seqlen,
+            .max_windows = windows,
+        };
+        subject->ppl[slot].status = qc_eval_wikitext_ppl(&subject->model, &request, &subject->ppl[slot].outcome,
+                                                         &subject->ppl[slot].err);
+        if (cacheable && subject->ppl[slot].status == QREF_OK)
+            ppl_cache_write(cache_path, &subject->ppl[slot].outcome, ctx->data_path);
+    }
+
     *out = &subject->ppl[slot].outcome;
     if (subject->ppl[slot].status != QREF_OK)
         *err = subject->ppl[slot].err;
-    else
-        cJSON_AddItemToObject(ctx->report->metrics, subject->role,
-                              qc_ppl_outcome_to_json(&subject->ppl[slot].outcome, ctx->data_path));
+    else {
+        cJSON *metric = qc_ppl_outcome_to_json(&subject->ppl[slot].outcome, ctx->data_path);
+        if (cacheable)
+            cJSON_AddStringToObject(metric, "cache", cache_path);
+        cJSON_AddItemToObject(ctx->report->metrics, subject->role, metric);
+    }
     return subject->ppl[slot].status;
 }
 
@@ -330,7 +405,7 @@ static void run_cell(verify_context *ctx, const qc_suite_cell *cell, qc_cell_res
 /* ---- the command -------------------------------------------------------------------------- */
 
 typedef struct verify_options {
-    const char *artifact, *reference, *suite, *cell, *data, *windows, *report, *junit;
+    const char *artifact, *reference, *suite, *cell, *data, *windows, *report, *junit, *cache;
     bool quiet;
 } verify_options;
 
@@ -342,6 +417,7 @@ static int parse_options(int argc, char **argv, verify_options *options)
         {"--cell", QC_ARG_STRING, &options->cell},           {"--data", QC_ARG_STRING, &options->data},
         {"--windows", QC_ARG_STRING, &options->windows},     {"--report", QC_ARG_STRING, &options->report},
         {"--junit", QC_ARG_STRING, &options->junit},         {"--quiet", QC_ARG_FLAG, &options->quiet},
+        {"--cache", QC_ARG_STRING, &options->cache},
     };
     qc_args_result args;
     int code = qc_args_parse("verify", argc, argv, specs, sizeof specs / sizeof specs[0], 1, &args);
@@ -406,6 +482,7 @@ static bool open_subject(verify_subject *subject, const char *role, const char *
         return true;
     }
     add_input(report, role, path, digest);
+    memcpy(subject->manifest_digest, digest, sizeof digest);
     if (strcmp(role, "artifact") == 0) {
         const cJSON *files = cJSON_GetObjectItemCaseSensitive(manifest, "files");
         const cJSON *tensors = cJSON_GetObjectItemCaseSensitive(manifest, "tensors");
@@ -427,7 +504,7 @@ int qc_cmd_verify(int argc, char **argv)
 
     qc_report report;
     qc_report_init(&report, "verify");
-    verify_context ctx = {.report = &report, .protocol = QREF_PPL_PROTOCOL_STUDY};
+    verify_context ctx = {.report = &report, .protocol = QREF_PPL_PROTOCOL_STUDY, .cache_dir = options.cache};
     qc_suite suite = {0};
     const char *suite_name = "qconform";
 

@@ -116,3 +116,49 @@ cJSON *qc_ppl_outcome_to_json(const qc_ppl_outcome *outcome, const char *data_pa
     cJSON_AddNumberToObject(json, "seconds", outcome->seconds);
     return json;
 }
+
+/* Copies a 64-digit hex string member into out; returns false when absent or malformed. */
+static bool read_digest(const cJSON *object, const char *key, char out[QREF_SHA256_HEX_SIZE])
+{
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(object, key);
+    if (!cJSON_IsString(item) || strlen(item->valuestring) != QREF_SHA256_HEX_SIZE - 1)
+        return false;
+    memcpy(out, item->valuestring, QREF_SHA256_HEX_SIZE);
+    return true;
+}
+
+static bool read_number(const cJSON *object, const char *key, double *out)
+{
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(object, key);
+    if (!cJSON_IsNumber(item))
+        return false;
+    *out = item->valuedouble;
+    return true;
+}
+
+bool qc_ppl_outcome_from_json(const cJSON *json, qc_ppl_outcome *outcome)
+{
+    memset(outcome, 0, sizeof *outcome);
+    qref_ppl_result *r = &outcome->result;
+    double seqlen, tokens, windows, evaluated, scored, rows;
+    const cJSON *protocol = cJSON_GetObjectItemCaseSensitive(json, "protocol");
+    const cJSON *dataset = cJSON_GetObjectItemCaseSensitive(json, "dataset");
+    if (!cJSON_IsString(protocol) || qc_eval_parse_protocol(protocol->valuestring, &outcome->protocol) != 0 ||
+        !cJSON_IsObject(dataset) || !read_number(json, "seqlen", &seqlen) || !read_number(json, "ppl", &r->ppl) ||
+        !read_number(json, "ppl_stderr", &r->ppl_stderr) || !read_number(json, "tokens", &tokens) ||
+        !read_number(json, "windows", &windows) || !read_number(json, "windows_evaluated", &evaluated) ||
+        !read_number(json, "tokens_scored", &scored) || !read_number(json, "nll_sum", &r->nll_sum) ||
+        !read_number(json, "window_mean_nll_sum", &r->window_mean_sum) || !read_number(dataset, "rows", &rows) ||
+        !read_digest(dataset, "sha256", outcome->dataset_sha256) ||
+        !read_digest(dataset, "raw_sha256", outcome->raw_sha256) ||
+        !read_digest(json, "tokenizer_sha256", outcome->tokenizer_sha256))
+        return false;
+    read_number(json, "seconds", &outcome->seconds);
+    outcome->seqlen = (int)seqlen;
+    r->tokens = (size_t)tokens;
+    r->windows_total = (size_t)windows;
+    r->windows = (size_t)evaluated;
+    r->tokens_scored = (size_t)scored;
+    outcome->rows = (size_t)rows;
+    return true;
+}

@@ -5,6 +5,7 @@
 #ifndef QC_EVAL_H
 #define QC_EVAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <cjson/cJSON.h>
@@ -41,6 +42,9 @@ qref_status qc_eval_wikitext_ppl(const qc_model *model, const qc_ppl_request *re
 
 /* The outcome as a JSON object: ppl, tokens, windows, seqlen, protocol, dataset digest, ... */
 cJSON *qc_ppl_outcome_to_json(const qc_ppl_outcome *outcome, const char *data_path);
+
+/* Reads back an object written by qc_ppl_outcome_to_json; returns false when a field is missing. */
+bool qc_ppl_outcome_from_json(const cJSON *json, qc_ppl_outcome *outcome);
 
 /* Parses "study" or "llamacpp". Returns 0, or -1 when the name is unknown. */
 int qc_eval_parse_protocol(const char *name, qref_ppl_protocol *out);

@@ -9,6 +9,7 @@
 #     (bits, group size, sym) with `qconform quantize ... --format gptq`.
 # Each test runs `qconform verify ... --suite <file> --cell <id>` and writes
 # <cell id>.json and <cell id>.xml reports under the build folder; its exit code is the verdict.
+# Cells share a perplexity cache there, so the reference model is evaluated once per window count.
 #
 # QCONFORM defaults to the qconform target of this build (or qconform::qconform when used
 # through find_package); REFERENCE overrides the suite's reference snapshot.
@@ -44,7 +45,7 @@ function(qconform_add_suite)
   endif()
 
   set(work_dir "${CMAKE_CURRENT_BINARY_DIR}/qconform-suites/${suite_name}")
-  file(MAKE_DIRECTORY "${work_dir}")
+  file(MAKE_DIRECTORY "${work_dir}/cache")
   string(JSON cell_count LENGTH "${suite_json}" cells)
   math(EXPR last "${cell_count} - 1")
   foreach(index RANGE ${last})
@@ -91,7 +92,8 @@ function(qconform_add_suite)
 
     add_test(NAME "${test_name}"
       COMMAND "${program}" verify "${artifact}" --reference "${reference}" --suite "${suite_file}"
-              --cell "${id}" --quiet --report "${work_dir}/${id}.json" --junit "${work_dir}/${id}.xml")
+              --cell "${id}" --quiet --report "${work_dir}/${id}.json" --junit "${work_dir}/${id}.xml"
+              --cache "${work_dir}/cache")
     set_tests_properties("${test_name}" PROPERTIES
       LABELS "suite;suite:${suite_name};method:${method};bits:${bits};benchmark:${benchmark};${ARG_LABELS}")
     if(fixture)
