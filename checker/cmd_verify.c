@@ -381,6 +381,18 @@ static void run_cell(verify_context *ctx, const qc_suite_cell *cell, qc_cell_res
         return;
     }
 
+    size_t cell_windows = cell->windows ? cell->windows : ctx->suite->windows;
+    if (cell->metric == QC_METRIC_PPL && ctx->windows_override != 0 &&
+        ctx->windows_override != cell_windows && cell->band.reference_kind == QC_BAND_REFERENCE_VALUE) {
+        char measured_on[32] = "all";
+        if (cell_windows != 0)
+            snprintf(measured_on, sizeof measured_on, "%zu", cell_windows);
+        result->verdict = QC_VERDICT_SKIP;
+        snprintf(result->message, sizeof result->message, "skipped: the band's reference value was measured on "
+                 "%s windows, and --windows %zu would compare another text", measured_on, ctx->windows_override);
+        return;
+    }
+
     /* measure the value, and the reference model's value when the band is relative to it */
     qref_error err = {0};
     qref_status status = subject_metric(ctx, subject, cell, &result->value, &result->value_stderr, &err);
