@@ -32,13 +32,9 @@ int qc_cmd_hash(int argc, char **argv)
     bool json = false;
     const qc_arg_spec specs[] = {{"--json", QC_ARG_FLAG, &json}};
     qc_args_result args;
-    int code = qc_args_parse("hash", argc, argv, specs, 1, 1, &args);
-    if (code != 0)
+    int code;
+    if (qc_args_parse_command("hash", argc, argv, specs, 1, 1, print_usage, &args, &code))
         return code;
-    if (args.help) {
-        print_usage(stdout);
-        return QC_EXIT_PASS;
-    }
     if (args.positional_count != 1)
         return qc_usage_error("hash", "expected one SNAPSHOT path");
 

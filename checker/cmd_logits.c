@@ -91,13 +91,9 @@ int qc_cmd_logits(int argc, char **argv)
         {"--no-bos", QC_ARG_FLAG, &no_bos},
     };
     qc_args_result args;
-    int code = qc_args_parse("logits", argc, argv, specs, sizeof specs / sizeof specs[0], 1, &args);
-    if (code != 0)
+    int code;
+    if (qc_args_parse_command("logits", argc, argv, specs, sizeof specs / sizeof specs[0], 1, print_usage, &args, &code))
         return code;
-    if (args.help) {
-        print_usage(stdout);
-        return QC_EXIT_PASS;
-    }
     if (args.positional_count != 1)
         return qc_usage_error("logits", "expected one MODEL path");
     if ((ids_text == NULL) == (text == NULL))

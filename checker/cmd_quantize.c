@@ -54,13 +54,9 @@ int qc_cmd_quantize(int argc, char **argv)
         {"--force", QC_ARG_FLAG, &force},
     };
     qc_args_result args;
-    int code = qc_args_parse("quantize", argc, argv, specs, sizeof specs / sizeof specs[0], 1, &args);
-    if (code != 0)
+    int code;
+    if (qc_args_parse_command("quantize", argc, argv, specs, sizeof specs / sizeof specs[0], 1, print_usage, &args, &code))
         return code;
-    if (args.help) {
-        print_usage(stdout);
-        return QC_EXIT_PASS;
-    }
 
     /* options */
     if (args.positional_count != 1)

@@ -15,6 +15,7 @@
 
 #include "io/qref_blob.h"
 #include "model/qref_spm.h"
+#include "qc_args.h"
 #include "qc_commands.h"
 
 /* Largest --file accepted: the encoder works on the whole text in memory. */
@@ -36,26 +37,6 @@ static void print_usage(FILE *out)
             "  --help            print this help\n"
             "\n"
             "Exit codes: 0 success, 2 usage error, 3 unreadable or invalid input.\n");
-}
-
-/* Returns the value of option name at argv[*index], advancing *index; NULL when missing. */
-static const char *option_value(int argc, char **argv, int *index, const char *name)
-{
-    const char *arg = argv[*index];
-    size_t length = strlen(name);
-    if (arg[length] == '=')
-        return arg + length + 1;
-    if (*index + 1 >= argc)
-        return NULL;
-    *index += 1;
-    return argv[*index];
-}
-
-/* True when arg is --name or --name=VALUE. */
-static bool is_option(const char *arg, const char *name)
-{
-    size_t length = strlen(name);
-    return strncmp(arg, name, length) == 0 && (arg[length] == '\0' || arg[length] == '=');
 }
 
 /* Resolves PATH to a tokenizer.model file: the file itself, or PATH/tokenizer.model. */
@@ -88,34 +69,19 @@ int qc_cmd_tokenize(int argc, char **argv)
     bool add_bos = true;
 
     /* Step 1: options. */
-    const struct {
-        const char *name;
-        const char **value;
-    } value_options[] = {{"--tokenizer", &tokenizer}, {"--text", &text}, {"--file", &file}};
-    const size_t value_option_count = sizeof value_options / sizeof value_options[0];
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
-            print_usage(stdout);
-            return QC_EXIT_PASS;
-        }
-        if (strcmp(arg, "--no-bos") == 0) {
-            add_bos = false;
-            continue;
-        }
-        size_t k = 0;
-        while (k < value_option_count && !is_option(arg, value_options[k].name))
-            k++;
-        if (k == value_option_count)
-            return qc_usage_error("tokenize", "unknown argument '%s'", arg);
-        const char *name = value_options[k].name;
-        const char *value = option_value(argc, argv, &i, name);
-        if (value == NULL)
-            return qc_usage_error("tokenize", "option %s needs a value", name);
-        if (*value_options[k].value != NULL)
-            return qc_usage_error("tokenize", "option %s is given twice", name);
-        *value_options[k].value = value;
-    }
+    bool no_bos = false;
+    const qc_arg_spec specs[] = {
+        {"--tokenizer", QC_ARG_STRING, &tokenizer},
+        {"--text", QC_ARG_STRING, &text},
+        {"--file", QC_ARG_STRING, &file},
+        {"--no-bos", QC_ARG_FLAG, &no_bos},
+    };
+    qc_args_result args;
+    int code;
+    if (qc_args_parse_command("tokenize", argc, argv, specs, sizeof specs / sizeof specs[0], 0, print_usage, &args,
+                              &code))
+        return code;
+    add_bos = !no_bos;
     if (tokenizer == NULL)
         return qc_usage_error("tokenize", "missing --tokenizer PATH");
     if ((text == NULL) == (file == NULL))

@@ -432,13 +432,10 @@ static int parse_options(int argc, char **argv, verify_options *options)
         {"--cache", QC_ARG_STRING, &options->cache},
     };
     qc_args_result args;
-    int code = qc_args_parse("verify", argc, argv, specs, sizeof specs / sizeof specs[0], 1, &args);
-    if (code != 0)
-        return code;
-    if (args.help) {
-        print_usage(stdout);
-        return -1;
-    }
+    int code;
+    if (qc_args_parse_command("verify", argc, argv, specs, sizeof specs / sizeof specs[0], 1, print_usage, &args,
+                              &code))
+        return args.help ? -1 : code;
     if (args.positional_count != 1)
         return qc_usage_error("verify", "expected one ARTIFACT path");
     options->artifact = args.positional[0];

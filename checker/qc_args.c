@@ -66,6 +66,21 @@ int qc_args_parse(const char *command, int argc, char **argv, const qc_arg_spec 
     return 0;
 }
 
+bool qc_args_parse_command(const char *command, int argc, char **argv, const qc_arg_spec *specs,
+                           size_t spec_count, size_t max_positional, void (*print_usage)(FILE *out),
+                           qc_args_result *result, int *exit_code)
+{
+    *exit_code = qc_args_parse(command, argc, argv, specs, spec_count, max_positional, result);
+    if (*exit_code != 0)
+        return true;
+    if (result->help) {
+        print_usage(stdout);
+        *exit_code = QC_EXIT_PASS;
+        return true;
+    }
+    return false;
+}
+
 int qc_args_int(const char *command, const char *name, const char *value, long min, long max, long *out)
 {
     char *end = NULL;

@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 typedef enum qc_arg_kind {
     QC_ARG_FLAG,   /* target is bool *, set to true */
@@ -31,6 +32,15 @@ typedef struct qc_args_result {
  */
 int qc_args_parse(const char *command, int argc, char **argv, const qc_arg_spec *specs, size_t spec_count,
                   size_t max_positional, qc_args_result *result);
+
+/*
+ * Parses a subcommand's arguments with qc_args_parse. Returns true when the command is done:
+ * after --help, with its usage printed to stdout and *exit_code 0, or after a usage error, with
+ * *exit_code 2. Returns false when the command should go on.
+ */
+bool qc_args_parse_command(const char *command, int argc, char **argv, const qc_arg_spec *specs,
+                           size_t spec_count, size_t max_positional, void (*print_usage)(FILE *out),
+                           qc_args_result *result, int *exit_code);
 
 /*
  * Parses value as a decimal integer in [min, max] for option name. Returns 0, or the usage

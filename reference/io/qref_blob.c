@@ -109,49 +109,90 @@ qref_status qref_file_read_all(const char *path, size_t max_size, char **out, si
     return QREF_OK;
 }
 
-qref_status qref_file_write_atomic(const char *path, const void *data, size_t size, qref_error *err)
+qref_status qref_atomic_file_open(qref_atomic_file *file, const char *path, qref_error *err)
 {
+    memset(file, 0, sizeof *file);
+    file->fd = -1;
     size_t length = strlen(path);
-    char *temp_path = malloc(length + 16);
-    if (temp_path == NULL)
+    file->path = strdup(path);
+    file->temp_path = malloc(length + 16);
+    if (file->path == NULL || file->temp_path == NULL) {
+        qref_atomic_file_abort(file);
         return qref_error_set(err, QREF_ERR_NOMEM, "%s: out of memory", path);
-    snprintf(temp_path, length + 16, "%s.tmp.XXXXXX", path);
-
-    int fd = mkstemp(temp_path);
-    if (fd < 0) {
-        qref_error_set(err, QREF_ERR_IO, "%s: cannot create a temporary file: %s", path,
-                       strerror(errno));
-        free(temp_path);
-        return QREF_ERR_IO;
     }
+    snprintf(file->temp_path, length + 16, "%s.tmp.XXXXXX", path);
+    file->fd = mkstemp(file->temp_path);
+    if (file->fd < 0) {
+        int saved = errno;
+        free(file->temp_path);
+        file->temp_path = NULL; /* nothing was created */
+        qref_atomic_file_abort(file);
+        return qref_error_set(err, QREF_ERR_IO, "%s: cannot create a temporary file: %s", path, strerror(saved));
+    }
+    return QREF_OK;
+}
 
+void qref_atomic_file_write(qref_atomic_file *file, const void *data, size_t size)
+{
     const uint8_t *bytes = data;
-    size_t written = 0;
-    while (written < size) {
-        ssize_t n = write(fd, bytes + written, size - written);
+    while (size > 0 && file->write_errno == 0) {
+        ssize_t n = write(file->fd, bytes, size);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n <= 0)
+        if (n <= 0) {
+            file->write_errno = n < 0 ? errno : EIO;
             break;
-        written += (size_t)n;
+        }
+        bytes += n;
+        size -= (size_t)n;
     }
-    int saved = errno;
-    int sync_failed = written == size ? fsync(fd) : 0;
-    /* mkstemp creates 0600; give the file the permissions a normal create would have */
-    fchmod(fd, 0644);
-    close(fd);
-    if (written != size || sync_failed != 0) {
-        unlink(temp_path);
-        free(temp_path);
-        return qref_error_set(err, QREF_ERR_IO, "%s: write failed: %s", path, strerror(saved));
-    }
-    if (rename(temp_path, path) != 0) {
+}
+
+qref_status qref_atomic_file_commit(qref_atomic_file *file, qref_error *err)
+{
+    int saved = file->write_errno;
+    if (saved == 0 && fsync(file->fd) != 0)
         saved = errno;
-        unlink(temp_path);
-        free(temp_path);
-        return qref_error_set(err, QREF_ERR_IO, "%s: cannot rename the temporary file: %s", path,
-                              strerror(saved));
+    /* mkstemp creates the file with mode 0600; give it the mode a plain create would have. */
+    fchmod(file->fd, 0644);
+    if (close(file->fd) != 0 && saved == 0)
+        saved = errno;
+    file->fd = -1;
+    if (saved != 0) {
+        qref_error_set(err, QREF_ERR_IO, "%s: write failed: %s", file->path, strerror(saved));
+        qref_atomic_file_abort(file);
+        return QREF_ERR_IO;
     }
-    free(temp_path);
+    if (rename(file->temp_path, file->path) != 0) {
+        qref_error_set(err, QREF_ERR_IO, "%s: cannot rename the temporary file into place: %s", file->path,
+                       strerror(errno));
+        qref_atomic_file_abort(file);
+        return QREF_ERR_IO;
+    }
+    free(file->temp_path);
+    file->temp_path = NULL;
+    qref_atomic_file_abort(file);
     return QREF_OK;
+}
+
+void qref_atomic_file_abort(qref_atomic_file *file)
+{
+    if (file->fd >= 0)
+        close(file->fd);
+    if (file->temp_path != NULL)
+        unlink(file->temp_path);
+    free(file->temp_path);
+    free(file->path);
+    memset(file, 0, sizeof *file);
+    file->fd = -1;
+}
+
+qref_status qref_file_write_atomic(const char *path, const void *data, size_t size, qref_error *err)
+{
+    qref_atomic_file file;
+    qref_status status = qref_atomic_file_open(&file, path, err);
+    if (status != QREF_OK)
+        return status;
+    qref_atomic_file_write(&file, data, size);
+    return qref_atomic_file_commit(&file, err);
 }

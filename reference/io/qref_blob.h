@@ -32,9 +32,29 @@ qref_status qref_file_read_all(const char *path, size_t max_size, char **out, si
                                qref_error *err);
 
 /*
- * Writes size bytes to path atomically: the data goes to a temporary file in the same
- * directory, which is renamed over path only after every byte is written and flushed.
+ * A file written atomically: bytes go to a temporary file next to path, which is flushed and
+ * renamed over path by qref_atomic_file_commit, so readers never see a partial file.
  */
+typedef struct qref_atomic_file {
+    int fd;
+    char *path;
+    char *temp_path;
+    int write_errno; /* 0 while every write succeeded */
+} qref_atomic_file;
+
+/* Creates the temporary file for path. */
+qref_status qref_atomic_file_open(qref_atomic_file *file, const char *path, qref_error *err);
+
+/* Appends size bytes; a failure is remembered and reported by qref_atomic_file_commit. */
+void qref_atomic_file_write(qref_atomic_file *file, const void *data, size_t size);
+
+/* Flushes and renames the file over its path; on any failure removes the temporary file. */
+qref_status qref_atomic_file_commit(qref_atomic_file *file, qref_error *err);
+
+/* Removes the temporary file without touching path. */
+void qref_atomic_file_abort(qref_atomic_file *file);
+
+/* Writes size bytes to path atomically (see qref_atomic_file). */
 qref_status qref_file_write_atomic(const char *path, const void *data, size_t size, qref_error *err);
 
 #endif

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "core/qref_checked.h"
+#include "io/qref_blob.h"
 #include "io/qref_json.h"
 
 /* Nesting of a header: the root object, a tensor object, its shape array. */
@@ -619,21 +620,6 @@ static qref_status build_header(const char *path, const qref_safetensors_entry *
     return QREF_OK;
 }
 
-static bool write_all(int fd, const void *data, size_t size)
-{
-    const uint8_t *bytes = data;
-    while (size > 0) {
-        ssize_t n = write(fd, bytes, size);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return false;
-        bytes += n;
-        size -= (size_t)n;
-    }
-    return true;
-}
-
 qref_status qref_safetensors_write(const char *path, const qref_safetensors_entry *entries,
                                    size_t count, const qref_safetensors_meta *metadata,
                                    size_t meta_count, qref_error *err)
@@ -652,54 +638,19 @@ qref_status qref_safetensors_write(const char *path, const qref_safetensors_entr
         return status;
     }
 
-    /* Step 2: stream length, header and data into a temporary file next to path. */
-    size_t path_length = strlen(path);
-    char *temp_path = malloc(path_length + 16);
-    if (temp_path == NULL) {
-        free(sizes);
-        free(header.data);
-        return qref_error_set(err, QREF_ERR_NOMEM, "%s: out of memory", path);
+    /* Step 2: stream length, header and data into a temporary file next to path, then rename. */
+    qref_atomic_file file;
+    status = qref_atomic_file_open(&file, path, err);
+    if (status == QREF_OK) {
+        uint8_t length_field[8];
+        qref_store_u64(length_field, (uint64_t)header.length);
+        qref_atomic_file_write(&file, length_field, sizeof length_field);
+        qref_atomic_file_write(&file, header.data, header.length);
+        for (size_t i = 0; i < count; i++)
+            qref_atomic_file_write(&file, entries[i].data, (size_t)sizes[i]);
+        status = qref_atomic_file_commit(&file, err);
     }
-    snprintf(temp_path, path_length + 16, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(temp_path);
-    if (fd < 0) {
-        status = qref_error_set(err, QREF_ERR_IO, "%s: cannot create a temporary file: %s", path, strerror(errno));
-        free(temp_path);
-        free(sizes);
-        free(header.data);
-        return status;
-    }
-    uint8_t length_field[8];
-    qref_store_u64(length_field, (uint64_t)header.length);
-    bool written = write_all(fd, length_field, sizeof length_field) && write_all(fd, header.data, header.length);
-    for (size_t i = 0; i < count && written; i++)
-        written = write_all(fd, entries[i].data, (size_t)sizes[i]);
-    int saved = errno;
     free(sizes);
     free(header.data);
-
-    /* Step 3: flush, then rename over path so readers never see a partial file. */
-    bool synced = written && fsync(fd) == 0;
-    if (written && !synced)
-        saved = errno;
-    /* mkstemp creates the file with mode 0600; give it the mode a plain create would have. */
-    fchmod(fd, 0644);
-    if (close(fd) != 0 && synced) {
-        synced = false;
-        saved = errno;
-    }
-    if (!synced) {
-        unlink(temp_path);
-        free(temp_path);
-        return qref_error_set(err, QREF_ERR_IO, "%s: write failed: %s", path, strerror(saved));
-    }
-    if (rename(temp_path, path) != 0) {
-        saved = errno;
-        unlink(temp_path);
-        free(temp_path);
-        return qref_error_set(err, QREF_ERR_IO, "%s: cannot rename the temporary file into place: %s", path,
-                              strerror(saved));
-    }
-    free(temp_path);
-    return QREF_OK;
+    return status;
 }

@@ -2,6 +2,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 const char *test_fixture_path(const char *relative)
 {
@@ -54,4 +55,13 @@ uint64_t test_rng_next(test_rng *rng)
 float test_rng_float(test_rng *rng)
 {
     return (float)((double)(test_rng_next(rng) >> 40) / (double)(1ull << 24) * 2.0 - 1.0);
+}
+
+void test_assert_error(qref_status got, const qref_error *err, qref_status expected, const char *phrase)
+{
+    if (got != expected || strstr(err->message, phrase) == NULL)
+        print_error("status %d, message: %s\nexpected status %d and the phrase: %s\n", got, err->message, expected,
+                    phrase);
+    assert_int_equal(got, expected);
+    assert_non_null(strstr(err->message, phrase));
 }

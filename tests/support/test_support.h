@@ -9,6 +9,8 @@
 
 #include <cmocka.h>
 
+#include "core/qref_error.h"
+
 /* Absolute path of a file under fixtures/; returns a static buffer valid until the next call. */
 const char *test_fixture_path(const char *relative);
 
@@ -20,6 +22,9 @@ void test_write_file(const char *path, const void *data, size_t size);
 
 /* Reads a whole file into a NUL-terminated heap buffer, failing the test on error. */
 char *test_read_file(const char *path, size_t *size);
+
+/* Fails unless got == expected and err's message contains phrase; prints both on failure. */
+void test_assert_error(qref_status got, const qref_error *err, qref_status expected, const char *phrase);
 
 /* SplitMix64: a small deterministic generator for seeded test inputs. */
 typedef struct test_rng {

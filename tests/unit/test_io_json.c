@@ -10,16 +10,6 @@
 
 #include "io/qref_json.h"
 
-/* Asserts status and that the message contains phrase, printing the message on failure. */
-static void assert_error(qref_status got, const qref_error *err, qref_status expected, const char *phrase)
-{
-    if (got != expected || strstr(err->message, phrase) == NULL)
-        print_error("status %d, message: %s\nexpected status %d and the phrase: %s\n", got, err->message, expected,
-                    phrase);
-    assert_int_equal(got, expected);
-    assert_non_null(strstr(err->message, phrase));
-}
-
 static qref_status parse_text(const char *text, int depth, cJSON **root, qref_error *err)
 {
     return qref_json_parse("test.json", text, strlen(text), depth, root, err);
@@ -46,7 +36,7 @@ static void json_duplicate_key_at_root(void **state)
     cJSON *root = NULL;
     qref_error err = {0};
     qref_status status = parse_text("{\"a\": 1, \"b\": 2, \"a\": 3}", 4, &root, &err);
-    assert_error(status, &err, QREF_ERR_INVALID, "duplicate key \"a\" at $.a");
+    test_assert_error(status, &err, QREF_ERR_INVALID, "duplicate key \"a\" at $.a");
     assert_null(root);
     assert_non_null(strstr(err.message, "test.json"));
 }
@@ -58,7 +48,7 @@ static void json_duplicate_key_nested_path(void **state)
     qref_error err = {0};
     qref_status status =
         parse_text("{\"outer\": {\"list\": [0, {\"x.y\": 1, \"x.y\": 2}]}}", 8, &root, &err);
-    assert_error(status, &err, QREF_ERR_INVALID, "duplicate key \"x.y\" at $.outer.list[1][\"x.y\"]");
+    test_assert_error(status, &err, QREF_ERR_INVALID, "duplicate key \"x.y\" at $.outer.list[1][\"x.y\"]");
     assert_null(root);
 }
 
@@ -67,9 +57,9 @@ static void json_trailing_content_rejected(void **state)
     (void)state;
     cJSON *root = NULL;
     qref_error err = {0};
-    assert_error(parse_text("{} x", 4, &root, &err), &err, QREF_ERR_INVALID,
+    test_assert_error(parse_text("{} x", 4, &root, &err), &err, QREF_ERR_INVALID,
                  "only whitespace may follow it");
-    assert_error(parse_text("{}{}", 4, &root, &err), &err, QREF_ERR_INVALID, "byte 2 (line 1, column 3)");
+    test_assert_error(parse_text("{}{}", 4, &root, &err), &err, QREF_ERR_INVALID, "byte 2 (line 1, column 3)");
     assert_null(root);
 }
 
@@ -78,7 +68,7 @@ static void json_depth_limit(void **state)
     (void)state;
     cJSON *root = NULL;
     qref_error err = {0};
-    assert_error(parse_text("[[[[1]]]]", 3, &root, &err), &err, QREF_ERR_INVALID,
+    test_assert_error(parse_text("[[[[1]]]]", 3, &root, &err), &err, QREF_ERR_INVALID,
                  "nesting is deeper than the limit of 3 levels");
     assert_int_equal(parse_text("[[[[1]]]]", 4, &root, &err), QREF_OK);
     cJSON_Delete(root);
@@ -129,7 +119,7 @@ static void json_grammar_violations(void **state)
         qref_status status = parse_text(cases[i].text, 8, &root, &err);
         if (status != QREF_ERR_INVALID)
             print_error("case %zu (%s) was accepted\n", i, cases[i].text);
-        assert_error(status, &err, QREF_ERR_INVALID, cases[i].phrase);
+        test_assert_error(status, &err, QREF_ERR_INVALID, cases[i].phrase);
         assert_null(root);
     }
 }
@@ -140,7 +130,7 @@ static void json_embedded_nul_rejected(void **state)
     const char text[] = "{\"a\": 1}\0";
     cJSON *root = NULL;
     qref_error err = {0};
-    assert_error(qref_json_parse("test.json", text, sizeof text - 1, 4, &root, &err), &err, QREF_ERR_INVALID,
+    test_assert_error(qref_json_parse("test.json", text, sizeof text - 1, 4, &root, &err), &err, QREF_ERR_INVALID,
                  "byte 0x00");
 }
 
@@ -176,7 +166,7 @@ static void json_get_int_exact_64_bit(void **state)
     assert_int_equal(qref_json_get_int("test.json", root, "min", true, 0, INT64_MIN, INT64_MAX, &value, &err),
                      QREF_OK);
     assert_true(value == INT64_MIN);
-    assert_error(qref_json_get_int("test.json", root, "over", true, 0, INT64_MIN, INT64_MAX, &value, &err), &err,
+    test_assert_error(qref_json_get_int("test.json", root, "over", true, 0, INT64_MIN, INT64_MAX, &value, &err), &err,
                  QREF_ERR_INVALID, "found 9223372036854775808 (a number)");
     cJSON_Delete(root);
 }
@@ -189,17 +179,17 @@ static void json_get_int_rejects_non_integers(void **state)
     qref_error err = {0};
     assert_int_equal(parse_text(text, 2, &root, &err), QREF_OK);
     int64_t value = 0;
-    assert_error(qref_json_get_int("cfg.json", root, "frac", true, 0, 0, 100, &value, &err), &err, QREF_ERR_INVALID,
+    test_assert_error(qref_json_get_int("cfg.json", root, "frac", true, 0, 0, 100, &value, &err), &err, QREF_ERR_INVALID,
                  "cfg.json: key \"frac\": found 1.5 (a number), expected an integer in [0, 100]");
-    assert_error(qref_json_get_int("cfg.json", root, "point", true, 0, 0, 100, &value, &err), &err,
+    test_assert_error(qref_json_get_int("cfg.json", root, "point", true, 0, 0, 100, &value, &err), &err,
                  QREF_ERR_INVALID, "found 1.0 (a number)");
-    assert_error(qref_json_get_int("cfg.json", root, "exp", true, 0, 0, 10000, &value, &err), &err,
+    test_assert_error(qref_json_get_int("cfg.json", root, "exp", true, 0, 0, 10000, &value, &err), &err,
                  QREF_ERR_INVALID, "found 1e3 (a number)");
-    assert_error(qref_json_get_int("cfg.json", root, "text", true, 0, 0, 100, &value, &err), &err, QREF_ERR_INVALID,
+    test_assert_error(qref_json_get_int("cfg.json", root, "text", true, 0, 0, 100, &value, &err), &err, QREF_ERR_INVALID,
                  "found \"64\" (a string)");
-    assert_error(qref_json_get_int("cfg.json", root, "neg", true, 0, 0, 100, &value, &err), &err, QREF_ERR_INVALID,
+    test_assert_error(qref_json_get_int("cfg.json", root, "neg", true, 0, 0, 100, &value, &err), &err, QREF_ERR_INVALID,
                  "found -1 (a number), expected an integer in [0, 100]");
-    assert_error(qref_json_get_int("cfg.json", root, "nul", false, 7, 0, 100, &value, &err), &err,
+    test_assert_error(qref_json_get_int("cfg.json", root, "nul", false, 7, 0, 100, &value, &err), &err,
                  QREF_ERR_INVALID, "found null, expected an integer");
     cJSON_Delete(root);
 }
@@ -234,15 +224,15 @@ static void json_getters_absent_and_present(void **state)
     assert_string_equal(s, "gelu");
 
     /* Absent and required, or present with the wrong type. */
-    assert_error(qref_json_get_int("c.json", root, "zz", true, 0, 0, 100, &i, &err), &err, QREF_ERR_INVALID,
+    test_assert_error(qref_json_get_int("c.json", root, "zz", true, 0, 0, 100, &i, &err), &err, QREF_ERR_INVALID,
                  "c.json: missing required key \"zz\"");
-    assert_error(qref_json_get_bool("c.json", root, "i", true, false, &b, &err), &err, QREF_ERR_INVALID,
+    test_assert_error(qref_json_get_bool("c.json", root, "i", true, false, &b, &err), &err, QREF_ERR_INVALID,
                  "key \"i\": found 12 (a number), expected true or false");
-    assert_error(qref_json_get_string("c.json", root, "b", true, NULL, &s, &err), &err, QREF_ERR_INVALID,
+    test_assert_error(qref_json_get_string("c.json", root, "b", true, NULL, &s, &err), &err, QREF_ERR_INVALID,
                  "key \"b\": found true (a boolean), expected a string");
-    assert_error(qref_json_get_double("c.json", root, "s", true, 0, &d, &err), &err, QREF_ERR_INVALID,
+    test_assert_error(qref_json_get_double("c.json", root, "s", true, 0, &d, &err), &err, QREF_ERR_INVALID,
                  "key \"s\": found \"silu\" (a string), expected a finite number");
-    assert_error(qref_json_get_int("c.json", root, "i", true, 0, 13, 100, &i, &err), &err, QREF_ERR_INVALID,
+    test_assert_error(qref_json_get_int("c.json", root, "i", true, 0, 13, 100, &i, &err), &err, QREF_ERR_INVALID,
                  "found 12 (a number), expected an integer in [13, 100]");
     cJSON_Delete(root);
 }

@@ -21,15 +21,6 @@
 #include "io/qref_safetensors.h"
 #include "model/qref_config.h"
 
-static void assert_error(qref_status got, const qref_error *err, qref_status expected, const char *phrase)
-{
-    if (got != expected || strstr(err->message, phrase) == NULL)
-        print_error("status %d, message: %s\nexpected status %d and the phrase: %s\n", got, err->message, expected,
-                    phrase);
-    assert_int_equal(got, expected);
-    assert_non_null(strstr(err->message, phrase));
-}
-
 static qref_status parse_bytes(const void *data, size_t size, qref_safetensors *st, qref_error *err)
 {
     return qref_safetensors_parse("case.safetensors", data, size, st, err);
@@ -286,49 +277,49 @@ static void reference_vectors_rejected(void **state)
     qref_error err = {0};
 
     /* test_header_too_small: an empty file. */
-    assert_error(parse_bytes(zeros, 0, &st, &err), &err, QREF_ERR_INVALID, "file is 0 bytes, expected at least 8");
+    test_assert_error(parse_bytes(zeros, 0, &st, &err), &err, QREF_ERR_INVALID, "file is 0 bytes, expected at least 8");
 
     /* test_header_too_large: length bytes 3c 00 00 00 00 ff ff ff. */
     uint8_t *file = make_raw(0xffffff000000003cull, test_header, 60, zeros, 16, &size);
-    assert_error(parse_bytes(file, size, &st, &err), &err, QREF_ERR_INVALID, "exceeds the limit of 100000000 bytes");
+    test_assert_error(parse_bytes(file, size, &st, &err), &err, QREF_ERR_INVALID, "exceeds the limit of 100000000 bytes");
     free(file);
 
     /* test_invalid_header_length: a length of 60 and nothing after it. */
     file = make_raw(60, "", 0, NULL, 0, &size);
-    assert_error(parse_bytes(file, size, &st, &err), &err, QREF_ERR_INVALID, "runs past the end of the file");
+    test_assert_error(parse_bytes(file, size, &st, &err), &err, QREF_ERR_INVALID, "runs past the end of the file");
     free(file);
 
     /* test_invalid_header_non_utf8 and test_invalid_header_not_json. */
     file = make_raw(1, "\xff", 1, NULL, 0, &size);
-    assert_error(parse_bytes(file, size, &st, &err), &err, QREF_ERR_INVALID, "invalid JSON");
+    test_assert_error(parse_bytes(file, size, &st, &err), &err, QREF_ERR_INVALID, "invalid JSON");
     free(file);
     file = make_raw(1, "{", 1, NULL, 0, &size);
-    assert_error(parse_bytes(file, size, &st, &err), &err, QREF_ERR_INVALID, "invalid JSON");
+    test_assert_error(parse_bytes(file, size, &st, &err), &err, QREF_ERR_INVALID, "invalid JSON");
     free(file);
 
     /* test_metadata_incomplete_buffer: polyglot bytes after the data, then 2 bytes missing. */
     file = make_raw(60, test_header, 60, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0extra_bogus_data_for_polyglot_file", 50, &size);
-    assert_error(parse_bytes(file, size, &st, &err), &err, QREF_ERR_INVALID, "34 trailing bytes after the last tensor");
+    test_assert_error(parse_bytes(file, size, &st, &err), &err, QREF_ERR_INVALID, "34 trailing bytes after the last tensor");
     free(file);
     file = make_raw(60, test_header, 60, zeros, 14, &size);
-    assert_error(parse_bytes(file, size, &st, &err), &err, QREF_ERR_INVALID, "run past the end of the data buffer");
+    test_assert_error(parse_bytes(file, size, &st, &err), &err, QREF_ERR_INVALID, "run past the end of the data buffer");
     free(file);
 
     /* test_invalid_info: [2,2] I32 with data_offsets [0, 4]. */
     const char *info = "{\"test\":{\"dtype\":\"I32\",\"shape\":[2,2],\"data_offsets\":[0, 4]}}";
     file = make_raw(strlen(info), info, strlen(info), zeros, 4, &size);
-    assert_error(parse_bytes(file, size, &st, &err), &err, QREF_ERR_INVALID, "span 4 bytes, but shape [2, 2]");
+    test_assert_error(parse_bytes(file, size, &st, &err), &err, QREF_ERR_INVALID, "span 4 bytes, but shape [2, 2]");
     free(file);
 
     /* test_validation_overflow: a dimension above INT64_MAX, then numel x 4 overflowing. */
     const char *overflow1 = "{\"test\":{\"dtype\":\"I32\",\"shape\":[2,18446744073709551614],\"data_offsets\":[0,16]}}";
     file = make_raw(strlen(overflow1), overflow1, strlen(overflow1), zeros, 16, &size);
-    assert_error(parse_bytes(file, size, &st, &err), &err, QREF_ERR_INVALID,
+    test_assert_error(parse_bytes(file, size, &st, &err), &err, QREF_ERR_INVALID,
                  "shape[1]: found 18446744073709551614 (a number)");
     free(file);
     const char *overflow2 = "{\"test\":{\"dtype\":\"I32\",\"shape\":[2,9223372036854775807],\"data_offsets\":[0,16]}}";
     file = make_raw(strlen(overflow2), overflow2, strlen(overflow2), zeros, 16, &size);
-    assert_error(parse_bytes(file, size, &st, &err), &err, QREF_ERR_INVALID, "overflows 64 bits");
+    test_assert_error(parse_bytes(file, size, &st, &err), &err, QREF_ERR_INVALID, "overflows 64 bits");
     free(file);
 
     /* test_json_attack: ten tensors all at [0, 16]. */
@@ -338,7 +329,7 @@ static void reference_vectors_rejected(void **state)
                  "%s\"weight_%d\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,16]}", i ? "," : "", i);
     strcat(attack, "}");
     file = make_raw(strlen(attack), attack, strlen(attack), zeros, 16, &size);
-    assert_error(parse_bytes(file, size, &st, &err), &err, QREF_ERR_INVALID, "overlap tensor");
+    test_assert_error(parse_bytes(file, size, &st, &err), &err, QREF_ERR_INVALID, "overlap tensor");
     free(file);
 }
 
@@ -437,7 +428,7 @@ static void assert_case(const case_file *f, qref_status expected, const char *ph
         print_error("accepted: %s\n", header);
         qref_safetensors_free(&st);
     }
-    assert_error(status, &err, expected, phrase);
+    test_assert_error(status, &err, expected, phrase);
     free(file);
     free(header);
 }
@@ -448,7 +439,7 @@ static void assert_raw_header_case(const char *header, uint64_t data_size, qref_
     uint8_t *file = render_file(header, data_size, &size);
     qref_safetensors st;
     qref_error err = {0};
-    assert_error(parse_bytes(file, size, &st, &err), &err, expected, phrase);
+    test_assert_error(parse_bytes(file, size, &st, &err), &err, expected, phrase);
     free(file);
 }
 
@@ -499,7 +490,7 @@ static void corpus_truncated_file(void **state)
     for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
         qref_safetensors st;
         qref_error err = {0};
-        assert_error(parse_bytes(file, cuts[i].cut, &st, &err), &err, QREF_ERR_INVALID, cuts[i].phrase);
+        test_assert_error(parse_bytes(file, cuts[i].cut, &st, &err), &err, QREF_ERR_INVALID, cuts[i].phrase);
     }
     free(file);
     free(header);
@@ -587,7 +578,7 @@ static void corpus_header_length_field(void **state)
         qref_store_u64(file, cases[i].length);
         qref_safetensors st;
         qref_error err = {0};
-        assert_error(parse_bytes(file, size, &st, &err), &err, QREF_ERR_INVALID, cases[i].phrase);
+        test_assert_error(parse_bytes(file, size, &st, &err), &err, QREF_ERR_INVALID, cases[i].phrase);
     }
     free(file);
     free(header);
@@ -722,7 +713,7 @@ static void corpus_entry_structure(void **state)
             assert_int_equal(status, QREF_OK);
             qref_safetensors_free(&st);
         } else {
-            assert_error(status, &err, QREF_ERR_INVALID, "is 1025 bytes long, the limit is 1024 bytes");
+            test_assert_error(status, &err, QREF_ERR_INVALID, "is 1025 bytes long, the limit is 1024 bytes");
         }
         free(file);
         free(name);
@@ -882,19 +873,19 @@ static void writer_rejects_bad_entries(void **state)
     };
     const char *path = test_tmp_path("rejected.safetensors");
     qref_error err = {0};
-    assert_error(qref_safetensors_write(path, entries, 2, NULL, 0, &err), &err, QREF_ERR_INVALID,
+    test_assert_error(qref_safetensors_write(path, entries, 2, NULL, 0, &err), &err, QREF_ERR_INVALID,
                  "tensor name \"w\" is given twice");
     entries[1].name = "__metadata__";
-    assert_error(qref_safetensors_write(path, entries, 2, NULL, 0, &err), &err, QREF_ERR_INVALID,
+    test_assert_error(qref_safetensors_write(path, entries, 2, NULL, 0, &err), &err, QREF_ERR_INVALID,
                  "\"__metadata__\" is reserved");
     entries[1].name = "bad\xff";
-    assert_error(qref_safetensors_write(path, entries, 2, NULL, 0, &err), &err, QREF_ERR_INVALID, "not valid UTF-8");
+    test_assert_error(qref_safetensors_write(path, entries, 2, NULL, 0, &err), &err, QREF_ERR_INVALID, "not valid UTF-8");
     entries[1].name = "v";
     entries[1].ndim = 9;
-    assert_error(qref_safetensors_write(path, entries, 2, NULL, 0, &err), &err, QREF_ERR_INVALID,
+    test_assert_error(qref_safetensors_write(path, entries, 2, NULL, 0, &err), &err, QREF_ERR_INVALID,
                  "9 dimensions, expected 0 to 8");
     qref_safetensors_meta meta[2] = {{"k", "a"}, {"k", "b"}};
-    assert_error(qref_safetensors_write(path, entries, 1, meta, 2, &err), &err, QREF_ERR_INVALID,
+    test_assert_error(qref_safetensors_write(path, entries, 1, meta, 2, &err), &err, QREF_ERR_INVALID,
                  "metadata key \"k\" is given twice");
     struct stat st;
     assert_int_not_equal(stat(path, &st), 0);
@@ -909,7 +900,7 @@ static void writer_failure_leaves_no_temporary(void **state)
     static const uint8_t bytes[4] = {1, 2, 3, 4};
     qref_safetensors_entry entry = {.name = "w", .dtype = QREF_DTYPE_U8, .ndim = 1, .shape = {4}, .data = bytes};
     qref_error err = {0};
-    assert_error(qref_safetensors_write(target, &entry, 1, NULL, 0, &err), &err, QREF_ERR_IO,
+    test_assert_error(qref_safetensors_write(target, &entry, 1, NULL, 0, &err), &err, QREF_ERR_IO,
                  "cannot rename the temporary file into place");
 
     DIR *dir = opendir(test_tmp_path(""));

@@ -27,15 +27,6 @@
 static const char *const stories_files[] = {"LICENSE", "config.json", "model.safetensors", "tokenizer.model"};
 #define STORIES_FILE_COUNT (sizeof stories_files / sizeof stories_files[0])
 
-static void assert_error(qref_status got, const qref_error *err, qref_status expected, const char *phrase)
-{
-    if (got != expected || strstr(err->message, phrase) == NULL)
-        print_error("status %d, message: %s\nexpected status %d and the phrase: %s\n", got, err->message, expected,
-                    phrase);
-    assert_int_equal(got, expected);
-    assert_non_null(strstr(err->message, phrase));
-}
-
 static qref_snapshot *open_ok(const char *path)
 {
     qref_snapshot *snapshot = NULL;
@@ -52,7 +43,7 @@ static void assert_open_fails(const char *path, qref_status expected, const char
 {
     qref_snapshot *snapshot = NULL;
     qref_error err = {0};
-    assert_error(qref_snapshot_open(path, &snapshot, &err), &err, expected, phrase);
+    test_assert_error(qref_snapshot_open(path, &snapshot, &err), &err, expected, phrase);
     assert_null(snapshot);
 }
 
@@ -587,17 +578,17 @@ static void snapshot_archive_limits(void **state)
     qref_error err = {0};
 
     limits.max_entries = 3;
-    assert_error(qref_snapshot_open_with_limits(test_tmp_path("limits.tar"), &limits, &snapshot, &err), &err,
+    test_assert_error(qref_snapshot_open_with_limits(test_tmp_path("limits.tar"), &limits, &snapshot, &err), &err,
                  QREF_ERR_NOMEM, "the archive holds more than 3 entries");
 
     qref_archive_limits_init(&limits);
     limits.max_total_bytes = 100000; /* the fixture's weights alone are 1,044,992 bytes */
-    assert_error(qref_snapshot_open_with_limits(test_tmp_path("limits.tar"), &limits, &snapshot, &err), &err,
+    test_assert_error(qref_snapshot_open_with_limits(test_tmp_path("limits.tar"), &limits, &snapshot, &err), &err,
                  QREF_ERR_NOMEM, "decompresses to more than the limit of 100000 bytes");
 
     qref_archive_limits_init(&limits);
     limits.max_name_length = 10;
-    assert_error(qref_snapshot_open_with_limits(test_tmp_path("limits.tar"), &limits, &snapshot, &err), &err,
+    test_assert_error(qref_snapshot_open_with_limits(test_tmp_path("limits.tar"), &limits, &snapshot, &err), &err,
                  QREF_ERR_INVALID, "entry \"config.json\" rejected: the name is 11 bytes long, the limit is 10");
 
     /* A 4 MiB run of zeros gzips to a few KiB, far past a 20:1 ratio limit. */
@@ -609,7 +600,7 @@ static void snapshot_archive_limits(void **state)
     qref_archive_limits_init(&limits);
     limits.max_ratio = 20;
     limits.ratio_floor_bytes = 1u << 20;
-    assert_error(qref_snapshot_open_with_limits(test_tmp_path("bomb.tar.gz"), &limits, &snapshot, &err), &err,
+    test_assert_error(qref_snapshot_open_with_limits(test_tmp_path("bomb.tar.gz"), &limits, &snapshot, &err), &err,
                  QREF_ERR_NOMEM, "exceed the compression ratio limit of 20:1");
     assert_null(snapshot);
     qref_snapshot_free(folder);

@@ -11,15 +11,6 @@
 
 #include "model/qref_config.h"
 
-static void assert_error(qref_status got, const qref_error *err, qref_status expected, const char *phrase)
-{
-    if (got != expected || strstr(err->message, phrase) == NULL)
-        print_error("status %d, message: %s\nexpected status %d and the phrase: %s\n", got, err->message, expected,
-                    phrase);
-    assert_int_equal(got, expected);
-    assert_non_null(strstr(err->message, phrase));
-}
-
 static qref_status parse_text(const char *text, qref_llama_config *config, qref_error *err)
 {
     return qref_llama_config_parse("config.json", text, strlen(text), config, err);
@@ -147,11 +138,11 @@ static void config_rope_parameters(void **state)
 
     snprintf(text, sizeof text, base,
              "\"rope_parameters\": {\"rope_type\": \"yarn\", \"rope_theta\": 10000.0, \"factor\": 4.0}");
-    assert_error(parse_text(text, &c, &err), &err, QREF_ERR_UNSUPPORTED,
+    test_assert_error(parse_text(text, &c, &err), &err, QREF_ERR_UNSUPPORTED,
                  "rope_parameters with rope type \"yarn\" is not supported");
 
     snprintf(text, sizeof text, base, "\"rope_theta\": 10000.0, \"rope_parameters\": {\"rope_theta\": 20000.0}");
-    assert_error(parse_text(text, &c, &err), &err, QREF_ERR_INVALID, "rope_theta 10000 differs");
+    test_assert_error(parse_text(text, &c, &err), &err, QREF_ERR_INVALID, "rope_theta 10000 differs");
 }
 
 static void config_rejected_cases(void **state)
@@ -208,7 +199,7 @@ static void config_rejected_cases(void **state)
                  cases[i].extra);
         qref_llama_config c;
         qref_error err = {0};
-        assert_error(parse_text(text, &c, &err), &err, cases[i].status, cases[i].phrase);
+        test_assert_error(parse_text(text, &c, &err), &err, cases[i].status, cases[i].phrase);
         assert_int_equal(c.hidden_size, 0); /* a failed parse leaves the config zeroed */
     }
 }
@@ -232,13 +223,13 @@ static void config_missing_required_keys(void **state)
         snprintf(phrase, sizeof phrase, "missing required key \"%s\"", keys[skip]);
         qref_llama_config c;
         qref_error err = {0};
-        assert_error(parse_text(text, &c, &err), &err, QREF_ERR_INVALID, phrase);
+        test_assert_error(parse_text(text, &c, &err), &err, QREF_ERR_INVALID, phrase);
     }
 
     qref_llama_config c;
     qref_error err = {0};
-    assert_error(parse_text("[1]", &c, &err), &err, QREF_ERR_INVALID, "config is an array, expected a JSON object");
-    assert_error(parse_text("{\"model_type\": \"llama\",}", &c, &err), &err, QREF_ERR_INVALID, "invalid JSON");
+    test_assert_error(parse_text("[1]", &c, &err), &err, QREF_ERR_INVALID, "config is an array, expected a JSON object");
+    test_assert_error(parse_text("{\"model_type\": \"llama\",}", &c, &err), &err, QREF_ERR_INVALID, "invalid JSON");
 }
 
 int main(void)
