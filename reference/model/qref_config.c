@@ -4,11 +4,11 @@
  * Keys and defaults follow transformers' LlamaConfig (configuration_llama.py). A setting that
  * changes the forward pass in a way the reference forward does not implement is rejected as
  * not supported rather than ignored. These are another model_type, an activation other than
- * SiLU, biases in attention or MLP, and any RoPE scaling (for example Llama 3.1's "llama3"
- * rope type).
+ * SiLU, biases in attention or MLP, and RoPE scaling types other than Llama 3.1's "llama3".
  */
 #include "model/qref_config.h"
 
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -116,39 +116,96 @@ static qref_status check_supported(const char *display, const cJSON *root, qref_
                                   bias_keys[i]);
     }
 
-    /* RoPE scaling: null or absent only. transformers names the type "rope_type" (legacy "type"). */
-    const cJSON *scaling = cJSON_GetObjectItemCaseSensitive(root, "rope_scaling");
-    if (scaling != NULL && !cJSON_IsNull(scaling)) {
-        if (!cJSON_IsObject(scaling))
-            return qref_error_set(err, QREF_ERR_INVALID, "%s: rope_scaling is %s, expected an object or null",
-                                  display, qref_json_type_name(scaling));
-        const cJSON *type = cJSON_GetObjectItemCaseSensitive(scaling, "rope_type");
-        if (type == NULL)
-            type = cJSON_GetObjectItemCaseSensitive(scaling, "type");
-        char found[96];
-        return qref_error_set(err, QREF_ERR_UNSUPPORTED,
-                              "%s: rope_scaling with rope type \"%.100s\" is not supported; only unscaled RoPE "
-                              "(rope_scaling null or absent) is",
-                              display, cJSON_IsString(type) ? type->valuestring
-                                       : type != NULL      ? qref_json_describe(type, found, sizeof found)
-                                                           : "(none given)");
-    }
+    return QREF_OK;
+}
 
-    /* transformers 5 moves RoPE settings into rope_parameters, where only the default type is plain RoPE. */
-    const cJSON *parameters = cJSON_GetObjectItemCaseSensitive(root, "rope_parameters");
-    if (parameters != NULL && !cJSON_IsNull(parameters)) {
-        if (!cJSON_IsObject(parameters))
-            return qref_error_set(err, QREF_ERR_INVALID, "%s: rope_parameters is %s, expected an object or null",
-                                  display, qref_json_type_name(parameters));
-        const char *rope_type;
-        status = qref_json_get_string(display, parameters, "rope_type", false, "default", &rope_type, err);
-        if (status != QREF_OK)
-            return status;
-        if (strcmp(rope_type, "default") != 0)
-            return qref_error_set(err, QREF_ERR_UNSUPPORTED,
-                                  "%s: rope_parameters with rope type \"%.100s\" is not supported; only \"default\" is",
-                                  display, rope_type);
-    }
+/* Reads one positive number of a RoPE scaling object, naming the object in errors. */
+static qref_status get_scaling_number(const char *display, const char *object_name, const cJSON *object,
+                                      const char *key, double *out, qref_error *err)
+{
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(object, key);
+    if (item == NULL)
+        return qref_error_set(err, QREF_ERR_INVALID, "%s: %s.%s is missing; rope type \"llama3\" needs factor, "
+                              "low_freq_factor, high_freq_factor and original_max_position_embeddings",
+                              display, object_name, key);
+    char found[96];
+    if (!cJSON_IsNumber(item))
+        return qref_error_set(err, QREF_ERR_INVALID, "%s: %s.%s is %s, expected a positive number", display,
+                              object_name, key, qref_json_describe(item, found, sizeof found));
+    if (!(item->valuedouble > 0.0) || !isfinite(item->valuedouble))
+        return qref_error_set(err, QREF_ERR_INVALID, "%s: %s.%s is %g, expected a positive number", display,
+                              object_name, key, item->valuedouble);
+    *out = item->valuedouble;
+    return QREF_OK;
+}
+
+/*
+ * Reads one RoPE description: rope_scaling (transformers 4: "rope_type", legacy "type") or
+ * rope_parameters (transformers 5, which may also hold rope_theta and the original context).
+ * null or absent means plain RoPE.
+ */
+static qref_status parse_rope_object(const char *display, const char *object_name, const cJSON *object,
+                                     qref_rope_scaling *out, qref_error *err)
+{
+    memset(out, 0, sizeof *out);
+    out->type = QREF_ROPE_DEFAULT;
+    if (object == NULL || cJSON_IsNull(object))
+        return QREF_OK;
+    if (!cJSON_IsObject(object))
+        return qref_error_set(err, QREF_ERR_INVALID, "%s: %s is %s, expected an object or null", display,
+                              object_name, qref_json_type_name(object));
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(object, "rope_type");
+    if (type == NULL)
+        type = cJSON_GetObjectItemCaseSensitive(object, "type");
+    char found[96];
+    if (type != NULL && !cJSON_IsString(type))
+        return qref_error_set(err, QREF_ERR_INVALID, "%s: %s.rope_type is %s, expected a string", display,
+                              object_name, qref_json_describe(type, found, sizeof found));
+    const char *name = type != NULL ? type->valuestring : "default";
+    if (strcmp(name, "default") == 0)
+        return QREF_OK;
+    if (strcmp(name, "llama3") != 0)
+        return qref_error_set(err, QREF_ERR_UNSUPPORTED, "%s: %s: rope type \"%.100s\" is not supported (supported: "
+                              "\"default\", \"llama3\")", display, object_name, name);
+
+    out->type = QREF_ROPE_LLAMA3;
+    double original = 0.0;
+    qref_status status = get_scaling_number(display, object_name, object, "factor", &out->factor, err);
+    if (status == QREF_OK)
+        status = get_scaling_number(display, object_name, object, "low_freq_factor", &out->low_freq_factor, err);
+    if (status == QREF_OK)
+        status = get_scaling_number(display, object_name, object, "high_freq_factor", &out->high_freq_factor, err);
+    if (status == QREF_OK)
+        status = get_scaling_number(display, object_name, object, "original_max_position_embeddings", &original,
+                                    err);
+    if (status != QREF_OK)
+        return status;
+    if (original != floor(original) || original > 1e9)
+        return qref_error_set(err, QREF_ERR_INVALID, "%s: %s.original_max_position_embeddings is %g, expected a "
+                              "positive integer", display, object_name, original);
+    out->original_max_position_embeddings = (int)original;
+    if (!(out->low_freq_factor < out->high_freq_factor))
+        return qref_error_set(err, QREF_ERR_INVALID, "%s: %s: low_freq_factor %g must be below high_freq_factor %g",
+                              display, object_name, out->low_freq_factor, out->high_freq_factor);
+    return QREF_OK;
+}
+
+/* Reads rope_scaling and rope_parameters; when both describe scaling they must agree. */
+static qref_status parse_rope(const char *display, const cJSON *root, qref_llama_config *config, qref_error *err)
+{
+    qref_rope_scaling scaling, parameters;
+    qref_status status = parse_rope_object(display, "rope_scaling", cJSON_GetObjectItemCaseSensitive(root, "rope_scaling"),
+                                           &scaling, err);
+    if (status == QREF_OK)
+        status = parse_rope_object(display, "rope_parameters",
+                                   cJSON_GetObjectItemCaseSensitive(root, "rope_parameters"), &parameters, err);
+    if (status != QREF_OK)
+        return status;
+    if (scaling.type != QREF_ROPE_DEFAULT && parameters.type != QREF_ROPE_DEFAULT &&
+        memcmp(&scaling, &parameters, sizeof scaling) != 0)
+        return qref_error_set(err, QREF_ERR_INVALID, "%s: rope_scaling and rope_parameters describe different RoPE "
+                              "scaling (factor %g and %g)", display, scaling.factor, parameters.factor);
+    config->rope_scaling = scaling.type != QREF_ROPE_DEFAULT ? scaling : parameters;
     return QREF_OK;
 }
 
@@ -263,6 +320,8 @@ qref_status qref_llama_config_parse(const char *display, const char *json, size_
         status = parse_shapes(display, root, config, err);
     if (status == QREF_OK)
         status = parse_settings(display, root, config, err);
+    if (status == QREF_OK)
+        status = parse_rope(display, root, config, err);
     cJSON_Delete(root);
     if (status != QREF_OK)
         memset(config, 0, sizeof *config);

@@ -180,19 +180,51 @@ static void rmsnorm_rows(const float *x, const float *weight, int64_t n_rows, in
 
 /* ---- rotary embeddings ------------------------------------------------------------------ */
 
-/*
- * cos/sin tables [seq_len][head_dim/2] as transformers builds them in f32:
- * inv_freq[i] = 1 / theta^(2i/d), angle = position * inv_freq[i].
- */
-static void rope_build_tables(const qref_llama_config *config, int seq_len, float *cos_table,
-                              float *sin_table)
+#define QREF_PI 3.14159265358979323846
+
+void qref_llama_rope_inv_freq(const qref_llama_config *config, float *inv_freq)
 {
     int half = config->head_dim / 2;
     for (int i = 0; i < half; i++) {
         float exponent = (float)(2 * i) / (float)config->head_dim;
-        float inv_freq = 1.0f / powf((float)config->rope_theta, exponent);
+        inv_freq[i] = 1.0f / powf((float)config->rope_theta, exponent);
+    }
+    if (config->rope_scaling.type != QREF_ROPE_LLAMA3)
+        return;
+
+    /*
+     * Llama 3.1 scaling (transformers _compute_llama3_parameters), in f32 as there: wavelengths
+     * longer than original_context / low_freq_factor are divided by factor, shorter than
+     * original_context / high_freq_factor kept, and in between interpolated with
+     * s = (original_context / wavelength - low) / (high - low). A Python scalar divided by a
+     * tensor is computed by PyTorch as reciprocal(tensor) * scalar, and so it is here.
+     */
+    const qref_rope_scaling *scaling = &config->rope_scaling;
+    float factor = (float)scaling->factor;
+    float low = (float)scaling->low_freq_factor, high = (float)scaling->high_freq_factor;
+    float context = (float)scaling->original_max_position_embeddings;
+    float low_freq_wavelength = (float)((double)scaling->original_max_position_embeddings / scaling->low_freq_factor);
+    float high_freq_wavelength = (float)((double)scaling->original_max_position_embeddings / scaling->high_freq_factor);
+    for (int i = 0; i < half; i++) {
+        float wavelength = (1.0f / inv_freq[i]) * (float)(2.0 * QREF_PI);
+        float scaled = wavelength > low_freq_wavelength ? inv_freq[i] / factor : inv_freq[i];
+        if (!(wavelength < high_freq_wavelength) && !(wavelength > low_freq_wavelength)) {
+            float smooth = ((1.0f / wavelength) * context - low) / (high - low);
+            scaled = (1.0f - smooth) * scaled / factor + smooth * scaled;
+        }
+        inv_freq[i] = scaled;
+    }
+}
+
+/* cos/sin tables [seq_len][head_dim/2]: angle = position * inv_freq[i], in f32 as transformers. */
+static void rope_build_tables(const qref_llama_config *config, int seq_len, float *cos_table, float *sin_table)
+{
+    int half = config->head_dim / 2;
+    float inv_freq[QREF_LLAMA_MAX_HEAD_DIM / 2];
+    qref_llama_rope_inv_freq(config, inv_freq);
+    for (int i = 0; i < half; i++) {
         for (int t = 0; t < seq_len; t++) {
-            float angle = (float)t * inv_freq;
+            float angle = (float)t * inv_freq[i];
             cos_table[t * half + i] = cosf(angle);
             sin_table[t * half + i] = sinf(angle);
         }
@@ -597,9 +629,9 @@ qref_status qref_llama_forward(const qref_llama_config *config, const qref_weigh
     if (options->first_scored_position < 0 || options->first_scored_position >= seq_len)
         return qref_error_set(err, QREF_ERR_INTERNAL, "forward: first scored position %d outside [0, %d)",
                               options->first_scored_position, seq_len);
-    if (config->head_dim % 2 != 0)
-        return qref_error_set(err, QREF_ERR_INVALID, "config: head_dim %d must be even for rotary "
-                              "embeddings", config->head_dim);
+    if (config->head_dim % 2 != 0 || config->head_dim > QREF_LLAMA_MAX_HEAD_DIM)
+        return qref_error_set(err, QREF_ERR_UNSUPPORTED, "config: head_dim %d is not supported (expected an even "
+                              "number up to %d)", config->head_dim, QREF_LLAMA_MAX_HEAD_DIM);
     qref_status status = check_tokens(config, tokens, n_windows * (size_t)seq_len, seq_len, err);
     if (status != QREF_OK)
         return status;

@@ -8,7 +8,8 @@
  * dequantized on demand.
  *
  * Architecture (Hugging Face LlamaForCausalLM): token embedding; per layer RMSNorm, attention
- * with grouped-query heads and rotary embeddings in the rotate-half layout, residual, RMSNorm,
+ * with grouped-query heads and rotary embeddings in the rotate-half layout (with Llama 3.1
+ * frequency scaling when the config has it), residual, RMSNorm,
  * SwiGLU MLP, residual; final RMSNorm; output projection (tied to the embedding or separate).
  *
  * Every output element is computed by a fixed sequence of operations whatever the number of
@@ -48,6 +49,15 @@ qref_status qref_llama_forward(const qref_llama_config *config, const qref_weigh
                                const int32_t *tokens, size_t n_windows, int seq_len,
                                const qref_forward_options *options, qref_logits_sink sink,
                                void *sink_ctx, qref_error *err);
+
+/* Largest head_dim the forward accepts (LLaMA uses 64 to 128). */
+#define QREF_LLAMA_MAX_HEAD_DIM 1024
+
+/*
+ * Rotary inverse frequencies inv_freq[0 .. head_dim/2) in f32, as transformers computes
+ * them: theta^(-2i/head_dim), then the config's RoPE scaling (Llama 3.1 "llama3").
+ */
+void qref_llama_rope_inv_freq(const qref_llama_config *config, float *inv_freq);
 
 /* Formats the Hugging Face name of a per-layer tensor, e.g. "model.layers.3.mlp.up_proj.weight". */
 void qref_llama_layer_tensor_name(char *buf, size_t size, int layer, const char *suffix);

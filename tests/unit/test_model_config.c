@@ -139,10 +139,39 @@ static void config_rope_parameters(void **state)
     snprintf(text, sizeof text, base,
              "\"rope_parameters\": {\"rope_type\": \"yarn\", \"rope_theta\": 10000.0, \"factor\": 4.0}");
     test_assert_error(parse_text(text, &c, &err), &err, QREF_ERR_UNSUPPORTED,
-                 "rope_parameters with rope type \"yarn\" is not supported");
+                      "rope_parameters: rope type \"yarn\" is not supported");
 
     snprintf(text, sizeof text, base, "\"rope_theta\": 10000.0, \"rope_parameters\": {\"rope_theta\": 20000.0}");
     test_assert_error(parse_text(text, &c, &err), &err, QREF_ERR_INVALID, "rope_theta 10000 differs");
+}
+
+/* Llama 3.1 RoPE scaling in both shapes: transformers 4's rope_scaling and 5's rope_parameters. */
+static void config_llama3_rope_scaling(void **state)
+{
+    (void)state;
+    qref_llama_config c;
+    qref_error err = {0};
+    const char *base = "{\"model_type\": \"llama\", \"vocab_size\": 64, \"hidden_size\": 32, \"intermediate_size\": 64,"
+                       " \"num_hidden_layers\": 1, \"num_attention_heads\": 4, %s}";
+    const char *forms[] = {
+        "\"rope_theta\": 500000.0, \"rope_scaling\": {\"factor\": 8.0, \"low_freq_factor\": 1.0,"
+        " \"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 8192, \"rope_type\": \"llama3\"}",
+        "\"rope_scaling\": {\"factor\": 8.0, \"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0,"
+        " \"original_max_position_embeddings\": 8192, \"type\": \"llama3\"}, \"rope_theta\": 500000.0",
+        "\"rope_parameters\": {\"rope_type\": \"llama3\", \"rope_theta\": 500000.0, \"factor\": 8.0,"
+        " \"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 8192}",
+    };
+    for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+        char text[768];
+        snprintf(text, sizeof text, base, forms[i]);
+        assert_int_equal(parse_text(text, &c, &err), QREF_OK);
+        assert_int_equal(c.rope_scaling.type, QREF_ROPE_LLAMA3);
+        assert_true(c.rope_scaling.factor == 8.0);
+        assert_true(c.rope_scaling.low_freq_factor == 1.0);
+        assert_true(c.rope_scaling.high_freq_factor == 4.0);
+        assert_int_equal(c.rope_scaling.original_max_position_embeddings, 8192);
+        assert_true(c.rope_theta == 500000.0);
+    }
 }
 
 static void config_rejected_cases(void **state)
@@ -159,8 +188,22 @@ static void config_rejected_cases(void **state)
         {"null", "512", "64", "8", "", QREF_ERR_INVALID, "key \"model_type\": found null, expected a string"},
         {"\"llama\"", "512", "64", "8",
          ", \"rope_scaling\": {\"factor\": 8.0, \"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0,"
+         " \"rope_type\": \"llama3\"}",
+         QREF_ERR_INVALID, "rope_scaling.original_max_position_embeddings is missing"},
+        {"\"llama\"", "512", "64", "8",
+         ", \"rope_scaling\": {\"factor\": 8.0, \"low_freq_factor\": 4.0, \"high_freq_factor\": 1.0,"
          " \"original_max_position_embeddings\": 8192, \"rope_type\": \"llama3\"}",
-         QREF_ERR_UNSUPPORTED, "rope_scaling with rope type \"llama3\" is not supported"},
+         QREF_ERR_INVALID, "low_freq_factor 4 must be below high_freq_factor 1"},
+        {"\"llama\"", "512", "64", "8",
+         ", \"rope_scaling\": {\"factor\": -8.0, \"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0,"
+         " \"original_max_position_embeddings\": 8192, \"rope_type\": \"llama3\"}",
+         QREF_ERR_INVALID, "rope_scaling.factor is -8, expected a positive number"},
+        {"\"llama\"", "512", "64", "8",
+         ", \"rope_scaling\": {\"factor\": 8.0, \"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0,"
+         " \"original_max_position_embeddings\": 8192, \"rope_type\": \"llama3\"},"
+         " \"rope_parameters\": {\"factor\": 4.0, \"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0,"
+         " \"original_max_position_embeddings\": 8192, \"rope_type\": \"llama3\"}",
+         QREF_ERR_INVALID, "rope_scaling and rope_parameters describe different RoPE scaling"},
         {"\"llama\"", "512", "64", "8", ", \"rope_scaling\": {\"type\": \"linear\", \"factor\": 2.0}",
          QREF_ERR_UNSUPPORTED, "rope type \"linear\""},
         {"\"llama\"", "512", "64", "8", ", \"rope_scaling\": 2", QREF_ERR_INVALID,
@@ -241,6 +284,7 @@ int main(void)
         cmocka_unit_test(config_llama3_shape),
         cmocka_unit_test(config_explicit_head_dim),
         cmocka_unit_test(config_rope_parameters),
+        cmocka_unit_test(config_llama3_rope_scaling),
         cmocka_unit_test(config_rejected_cases),
         cmocka_unit_test(config_missing_required_keys),
     };

@@ -139,6 +139,68 @@ static void forward_independent_of_threads_and_batching(void **state)
     qref_snapshot_free(model.snapshot);
 }
 
+/*
+ * F16 and BF16 snapshots run in f32: stories260k's tensors stored as F16 (or BF16) give the
+ * same logits, bit for bit, as F32 tensors holding the same rounded values.
+ */
+static void half_precision_weights_widened_exactly(void **state)
+{
+    (void)state;
+    stories_model model;
+    stories_open(&model);
+    const qref_tensor_set *tensors = model.tensor_weights.tensors;
+    int vocab = model.config.vocab_size;
+    const qref_dtype dtypes[2] = {QREF_DTYPE_F16, QREF_DTYPE_BF16};
+
+    for (int d = 0; d < 2; d++) {
+        /* half: the stored 16-bit tensors; rounded: F32 tensors with the same values */
+        qref_tensor_set half = {calloc(tensors->count, sizeof(qref_tensor)), tensors->count};
+        qref_tensor_set rounded = {calloc(tensors->count, sizeof(qref_tensor)), tensors->count};
+        for (size_t i = 0; i < tensors->count; i++) {
+            const qref_tensor *source = &tensors->items[i];
+            float *values = malloc(source->numel * sizeof(float));
+            uint8_t *bits = malloc(source->numel * 2);
+            qref_error err = {0};
+            assert_int_equal(qref_convert_to_f32(source->dtype, source->data, source->numel, values, &err), QREF_OK);
+            for (uint64_t k = 0; k < source->numel; k++) {
+                uint16_t h = dtypes[d] == QREF_DTYPE_F16 ? qref_f32_to_f16(values[k]) : qref_f32_to_bf16(values[k]);
+                qref_store_u16(bits + 2 * k, h);
+                values[k] = dtypes[d] == QREF_DTYPE_F16 ? qref_f16_to_f32(h) : qref_bf16_to_f32(h);
+            }
+            half.items[i] = *source;
+            half.items[i].name = strdup(source->name);
+            half.items[i].dtype = dtypes[d];
+            half.items[i].nbytes = source->numel * 2;
+            half.items[i].data = bits;
+            rounded.items[i] = *source;
+            rounded.items[i].name = strdup(source->name);
+            rounded.items[i].data = (const uint8_t *)values;
+        }
+
+        float *logits[2];
+        qref_tensor_set *sets[2] = {&half, &rounded};
+        for (int k = 0; k < 2; k++) {
+            qref_tensor_weights weights = {sets[k], NULL};
+            qref_weight_provider provider;
+            qref_tensor_weights_provider(&weights, &provider);
+            logits[k] = malloc(40 * (size_t)vocab * sizeof(float));
+            logits_capture capture = {logits[k], 40, vocab};
+            qref_error err = {0};
+            assert_int_equal(qref_llama_forward(&model.config, &provider, stories_ids, 1, 40, NULL, capture_logits,
+                                                &capture, &err),
+                             QREF_OK);
+        }
+        assert_memory_equal(logits[0], logits[1], 40 * (size_t)vocab * sizeof(float));
+        for (int k = 0; k < 2; k++) {
+            free(logits[k]);
+            for (size_t i = 0; i < sets[k]->count; i++)
+                free((void *)sets[k]->items[i].data);
+            qref_tensor_set_free(sets[k]);
+        }
+    }
+    qref_snapshot_free(model.snapshot);
+}
+
 /* ---- a small random model against a float64 implementation ------------------------------ */
 
 enum { TINY_VOCAB = 11, TINY_DIM = 16, TINY_HEADS = 4, TINY_KV = 2, TINY_HEAD_DIM = 6, TINY_FFN = 20,
@@ -359,6 +421,46 @@ static void tiny_model_matches_float64_formulas(void **state)
     tiny_free(&model);
 }
 
+/*
+ * Llama 3.1 RoPE scaling with its published settings (theta 500000, head_dim 128, factor 8,
+ * low 1, high 4, original context 8192), against the transformers formula in float64:
+ * wavelengths 2 pi / inv_freq below 8192 / 4 = 2048 keep inv_freq (indices 0..28), above
+ * 8192 / 1 are divided by 8 (indices 35..63), and in between are interpolated (29..34).
+ */
+static void rope_llama3_scaling(void **state)
+{
+    (void)state;
+    qref_llama_config config = {.head_dim = 128, .rope_theta = 500000.0};
+    config.rope_scaling = (qref_rope_scaling){QREF_ROPE_LLAMA3, 8.0, 1.0, 4.0, 8192};
+    float inv_freq[64];
+    qref_llama_rope_inv_freq(&config, inv_freq);
+    int kept = 0, divided = 0, interpolated = 0;
+    for (int i = 0; i < 64; i++) {
+        double base = pow(500000.0, -2.0 * i / 128.0);
+        double wavelength = 2.0 * 3.14159265358979323846 / base;
+        double expected = base;
+        if (wavelength > 8192.0) {
+            expected = base / 8.0;
+            divided++;
+        } else if (wavelength >= 2048.0) {
+            double smooth = (8192.0 / wavelength - 1.0) / (4.0 - 1.0);
+            expected = (1.0 - smooth) * base / 8.0 + smooth * base;
+            interpolated++;
+        } else {
+            kept++;
+        }
+        assert_true(fabs(inv_freq[i] - expected) <= 1e-6 * expected);
+    }
+    assert_int_equal(kept, 29);
+    assert_int_equal(interpolated, 6);
+    assert_int_equal(divided, 29);
+
+    /* without scaling the same config keeps theta^(-2i/d) */
+    config.rope_scaling.type = QREF_ROPE_DEFAULT;
+    qref_llama_rope_inv_freq(&config, inv_freq);
+    assert_true(fabs(inv_freq[63] - pow(500000.0, -126.0 / 128.0)) <= 1e-6 * pow(500000.0, -126.0 / 128.0));
+}
+
 static void token_outside_vocabulary_rejected(void **state)
 {
     (void)state;
@@ -397,7 +499,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(stories260k_matches_llama2c),
         cmocka_unit_test(forward_independent_of_threads_and_batching),
+        cmocka_unit_test(half_precision_weights_widened_exactly),
         cmocka_unit_test(tiny_model_matches_float64_formulas),
+        cmocka_unit_test(rope_llama3_scaling),
         cmocka_unit_test(token_outside_vocabulary_rejected),
         cmocka_unit_test(missing_tensor_reported),
     };
