@@ -40,6 +40,7 @@ typedef struct ppl_sink {
     int vocab;
     int first_scored;       /* first position whose logits are scored */
     double *window_nll;     /* [windows] sums */
+    double *window_nll_sq;  /* [windows] sums of squares */
 } ppl_sink;
 
 static qref_status ppl_consume(void *ctx, size_t window, int position, int count, const float *logits,
@@ -48,14 +49,17 @@ static qref_status ppl_consume(void *ctx, size_t window, int position, int count
     (void)err;
     ppl_sink *sink = ctx;
     const int32_t *targets = sink->targets + window * (size_t)sink->seq_len;
-    double sum = 0.0;
+    double sum = 0.0, sum_squares = 0.0;
     for (int i = 0; i < count; i++) {
         int p = position + i;
         if (p < sink->first_scored || p >= sink->seq_len - 1)
             continue; /* the last position has no next token */
-        sum += qref_nll_from_logits(logits + (size_t)i * sink->vocab, sink->vocab, targets[p + 1]);
+        double nll = qref_nll_from_logits(logits + (size_t)i * sink->vocab, sink->vocab, targets[p + 1]);
+        sum += nll;
+        sum_squares += nll * nll;
     }
     sink->window_nll[window] += sum;
+    sink->window_nll_sq[window] += sum_squares;
     return QREF_OK;
 }
 
@@ -98,8 +102,9 @@ qref_status qref_perplexity_run(const qref_llama_config *config, const qref_weig
     int32_t *targets = malloc(windows * (size_t)seq_len * sizeof(int32_t));
     int32_t *inputs = malloc(windows * (size_t)seq_len * sizeof(int32_t));
     double *window_nll = calloc(windows, sizeof(double));
-    if (targets == NULL || inputs == NULL || window_nll == NULL) {
-        free(targets), free(inputs), free(window_nll);
+    double *window_nll_sq = calloc(windows, sizeof(double));
+    if (targets == NULL || inputs == NULL || window_nll == NULL || window_nll_sq == NULL) {
+        free(targets), free(inputs), free(window_nll), free(window_nll_sq);
         return qref_error_set(err, QREF_ERR_NOMEM, "perplexity: cannot allocate %zu windows", windows);
     }
     size_t k = 0;
@@ -119,6 +124,7 @@ qref_status qref_perplexity_run(const qref_llama_config *config, const qref_weig
         .vocab = config->vocab_size,
         .first_scored = llamacpp ? seq_len / 2 : 0,
         .window_nll = window_nll,
+        .window_nll_sq = window_nll_sq,
     };
     qref_forward_options forward_options = {
         .activation_budget = options->activation_budget,
@@ -133,6 +139,7 @@ qref_status qref_perplexity_run(const qref_llama_config *config, const qref_weig
         for (size_t w = 0; w < windows; w++) {
             double mean = window_nll[w] / (double)scored_per_window;
             result->nll_sum += window_nll[w];
+            result->nll_sq_sum += window_nll_sq[w];
             result->window_mean_sum += mean;
             result->window_mean_sq_sum += mean * mean;
         }
@@ -140,7 +147,12 @@ qref_status qref_perplexity_run(const qref_llama_config *config, const qref_weig
         double mean_nll = llamacpp ? result->nll_sum / (double)result->tokens_scored
                                    : result->window_mean_sum / (double)windows;
         result->ppl = exp(mean_nll);
-        if (windows > 1) {
+        if (llamacpp && result->tokens_scored > 1) {
+            double count = (double)result->tokens_scored;
+            double variance = result->nll_sq_sum / count - mean_nll * mean_nll;
+            if (variance > 0.0)
+                result->ppl_stderr = result->ppl * sqrt(variance / (count - 1.0));
+        } else if (!llamacpp && windows > 1) {
             double variance = (result->window_mean_sq_sum - result->window_mean_sum * result->window_mean_sum /
                                                                (double)windows) / (double)(windows - 1);
             if (variance < 0.0)
@@ -151,5 +163,6 @@ qref_status qref_perplexity_run(const qref_llama_config *config, const qref_weig
     free(targets);
     free(inputs);
     free(window_nll);
+    free(window_nll_sq);
     return status;
 }

@@ -44,10 +44,15 @@ typedef struct qref_ppl_result {
     size_t tokens;           /* tokens in the stream */
     size_t tokens_scored;    /* predicted tokens summed over evaluated windows */
     double nll_sum;          /* sum of NLL over all scored tokens */
+    double nll_sq_sum;       /* sum of squared NLL over all scored tokens */
     double window_mean_sum;  /* sum over windows of the per-window mean NLL */
     double window_mean_sq_sum; /* sum over windows of the squared per-window mean NLL */
     double ppl;              /* the protocol's perplexity over the evaluated windows */
-    double ppl_stderr;       /* standard error of ppl from the spread over windows (delta method) */
+    /*
+     * Uncertainty of ppl. STUDY: ppl x the standard error of the window means (delta method).
+     * LLAMACPP: ppl x sqrt(var(token NLL) / (scored tokens - 1)), llama-perplexity's "+/-".
+     */
+    double ppl_stderr;
 } qref_ppl_result;
 
 /* Returns the protocol's name ("study", "llamacpp"). */
