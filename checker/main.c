@@ -19,6 +19,7 @@ typedef struct qc_command {
 static const qc_command commands[] = {
     {"verify", qc_cmd_verify, "check an artifact's structure, hashes and suite cells against their bands"},
     {"eval", qc_cmd_eval, "compute a model's perplexity on WikiText-2"},
+    {"compare", qc_cmd_compare, "KL divergence and top-token agreement against a reference model"},
     {"logits", qc_cmd_logits, "write a model's f32 logits for one token sequence"},
     {"hash", qc_cmd_hash, "print the SHA-256 manifest of a snapshot's files and tensors"},
     {"quantize", qc_cmd_quantize, "write a GPTQ artifact of a full-precision snapshot with RTN"},

@@ -23,6 +23,7 @@ qc_exit qc_report_error(const qref_error *err);
 qc_exit qc_usage_error(const char *command, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* One declaration per subcommand, implemented in cmd_<name>.c and listed in main.c. */
+int qc_cmd_compare(int argc, char **argv);
 int qc_cmd_eval(int argc, char **argv);
 int qc_cmd_hash(int argc, char **argv);
 int qc_cmd_logits(int argc, char **argv);

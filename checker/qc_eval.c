@@ -162,3 +162,44 @@ bool qc_ppl_outcome_from_json(const cJSON *json, qc_ppl_outcome *outcome)
     outcome->rows = (size_t)rows;
     return true;
 }
+
+qref_status qc_eval_wikitext_tokenize(const qc_model *model, const char *data_path, qref_ppl_protocol protocol,
+                                      qc_wikitext_tokens *out, qref_error *err)
+{
+    memset(out, 0, sizeof *out);
+    qref_status status = qc_model_require_tokenizer(model, err);
+    if (status != QREF_OK)
+        return status;
+    qref_wikitext wikitext;
+    status = qref_wikitext_load_file(data_path, QREF_WIKITEXT_TEST, &wikitext, err);
+    if (status != QREF_OK)
+        return status;
+    out->rows = wikitext.row_count;
+    memcpy(out->dataset_sha256, wikitext.input_sha256, sizeof out->dataset_sha256);
+    memcpy(out->raw_sha256, wikitext.raw_sha256, sizeof out->raw_sha256);
+    const qref_blob *tokenizer_file = qref_snapshot_find_file(model->snapshot, "tokenizer.model");
+    qref_sha256_buffer_hex(tokenizer_file->data, tokenizer_file->size, out->tokenizer_sha256);
+
+    bool llamacpp = protocol == QREF_PPL_PROTOCOL_LLAMACPP;
+    const char *text = llamacpp ? wikitext.llamacpp_text : wikitext.study_text;
+    size_t text_size = llamacpp ? wikitext.llamacpp_size : wikitext.study_size;
+    status = qref_spm_encode(model->tokenizer, text, text_size, true, &out->ids, &out->count, err);
+    qref_wikitext_free(&wikitext);
+    if (status != QREF_OK)
+        return qref_error_prefix(err, "%s: ", data_path);
+    out->bos_id = qref_spm_bos_id(model->tokenizer);
+    return QREF_OK;
+}
+
+void qc_wikitext_tokens_free(qc_wikitext_tokens *tokens)
+{
+    free(tokens->ids);
+    memset(tokens, 0, sizeof *tokens);
+}
+
+int32_t qc_eval_bos_id(const qc_model *model)
+{
+    if (model->tokenizer != NULL)
+        return qref_spm_bos_id(model->tokenizer);
+    return model->config.bos_token_id;
+}

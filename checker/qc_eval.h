@@ -49,4 +49,24 @@ bool qc_ppl_outcome_from_json(const cJSON *json, qc_ppl_outcome *outcome);
 /* Parses "study" or "llamacpp". Returns 0, or -1 when the name is unknown. */
 int qc_eval_parse_protocol(const char *name, qref_ppl_protocol *out);
 
+/* A WikiText-2 split tokenized with a model's tokenizer, BOS first, and its input digests. */
+typedef struct qc_wikitext_tokens {
+    int32_t *ids;
+    size_t count;
+    int32_t bos_id;                                /* the tokenizer's BOS id */
+    size_t rows;                                   /* dataset rows (4358 for the test split) */
+    char dataset_sha256[QREF_SHA256_HEX_SIZE];     /* of the file as given */
+    char raw_sha256[QREF_SHA256_HEX_SIZE];         /* of wiki.test.raw */
+    char tokenizer_sha256[QREF_SHA256_HEX_SIZE];   /* of tokenizer.model */
+} qc_wikitext_tokens;
+
+/* Tokenizes the test split's text for protocol (llamacpp: the file minus one trailing newline). */
+qref_status qc_eval_wikitext_tokenize(const qc_model *model, const char *data_path, qref_ppl_protocol protocol,
+                                      qc_wikitext_tokens *out, qref_error *err);
+
+void qc_wikitext_tokens_free(qc_wikitext_tokens *tokens);
+
+/* The BOS id of the model's tokenizer, else config.json's bos_token_id (-1 when neither has one). */
+int32_t qc_eval_bos_id(const qc_model *model);
+
 #endif
