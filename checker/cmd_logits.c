@@ -29,7 +29,7 @@ static void print_usage(FILE *out)
             "\n"
             "options:\n"
             "  --ids LIST    comma-separated token ids, e.g. 1,403,407\n"
-            "  --text TEXT   text to encode with the snapshot's tokenizer.model (BOS first)\n"
+            "  --text TEXT   text to encode with the snapshot's tokenizer (BOS first)\n"
             "  --no-bos      with --text, do not put the BOS id first\n"
             "  --out FILE    output file\n"
             "\n"
@@ -118,7 +118,7 @@ int qc_cmd_logits(int argc, char **argv)
     if (text != NULL) {
         status = qc_model_require_tokenizer(&model, &err);
         if (status == QREF_OK)
-            status = qref_spm_encode(model.tokenizer, text, strlen(text), !no_bos, &ids, &count, &err);
+            status = qref_tokenizer_encode(model.tokenizer, text, strlen(text), !no_bos, &ids, &count, &err);
     }
     if (status == QREF_OK && (count == 0 || count > (size_t)model.config.max_position_embeddings))
         status = qref_error_set(&err, QREF_ERR_INVALID, "%zu tokens; expected 1 to max_position_embeddings "

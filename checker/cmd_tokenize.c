@@ -1,20 +1,21 @@
 /*
- * qconform tokenize: encodes text with a SentencePiece BPE tokenizer.model and prints the ids.
+ * qconform tokenize: encodes text with a tokenizer and prints the ids. The tokenizer is a
+ * byte-level BPE tokenizer.json (LLaMA-3), Meta's tiktoken tokenizer.model or a SentencePiece
+ * tokenizer.model (LLaMA-1/2), or a folder with one of them (model/qref_tokenizer.h).
  *
  *   qconform tokenize --tokenizer PATH (--text T | --file F) [--no-bos]
  *
  * The ids go to stdout on one line, separated by single spaces. BOS comes first unless
- * --no-bos is given, as Hugging Face's LlamaTokenizer adds it.
+ * --no-bos is given. Special tokens written in the text of a BPE tokenizer become their ids.
  */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "io/qref_blob.h"
-#include "model/qref_spm.h"
+#include "model/qref_tokenizer.h"
 #include "qc_args.h"
 #include "qc_commands.h"
 
@@ -26,31 +27,18 @@ static void print_usage(FILE *out)
     fprintf(out,
             "usage: qconform tokenize --tokenizer PATH (--text TEXT | --file FILE) [--no-bos]\n"
             "\n"
-            "Encodes text with a SentencePiece BPE tokenizer and prints the ids on one line,\n"
-            "separated by spaces.\n"
+            "Encodes text with a tokenizer and prints the ids on one line, separated by spaces.\n"
             "\n"
             "options:\n"
-            "  --tokenizer PATH  a tokenizer.model file, or a folder that contains one\n"
+            "  --tokenizer PATH  a tokenizer.json (byte-level BPE), a tokenizer.model (tiktoken or\n"
+            "                    SentencePiece, recognized by content), or a folder with them;\n"
+            "                    a folder's tokenizer.json is used when this program supports it\n"
             "  --text TEXT       the text to encode\n"
             "  --file FILE       encode the bytes of FILE as they are (no newline is removed)\n"
             "  --no-bos          do not put the BOS id first\n"
             "  --help            print this help\n"
             "\n"
             "Exit codes: 0 success, 2 usage error, 3 unreadable or invalid input.\n");
-}
-
-/* Resolves PATH to a tokenizer.model file: the file itself, or PATH/tokenizer.model. */
-static char *resolve_tokenizer_path(const char *path)
-{
-    struct stat st;
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-        size_t length = strlen(path) + sizeof "/tokenizer.model";
-        char *joined = malloc(length);
-        if (joined != NULL)
-            snprintf(joined, length, "%s/tokenizer.model", path);
-        return joined;
-    }
-    return strdup(path);
 }
 
 /* Writes ids as decimal numbers separated by spaces and a final newline; returns false on error. */
@@ -89,23 +77,20 @@ int qc_cmd_tokenize(int argc, char **argv)
 
     /* Step 2: the tokenizer and the input bytes. */
     qref_error err = {0};
-    char *model_path = resolve_tokenizer_path(tokenizer);
-    if (model_path == NULL) {
-        qref_error_set(&err, QREF_ERR_NOMEM, "out of memory");
-        return qc_report_error(&err);
-    }
-    qref_spm *spm = NULL;
-    qref_status status = qref_spm_load_file(model_path, &spm, &err);
-    free(model_path);
+    qref_tokenizer *loaded = NULL;
+    qref_status status = qref_tokenizer_load_path(tokenizer, &loaded, &err);
     if (status != QREF_OK)
         return qc_report_error(&err);
+    if (qref_tokenizer_skipped(loaded) != NULL)
+        fprintf(stderr, "qconform: note: using %s, because %s\n", qref_tokenizer_file_name(loaded),
+                qref_tokenizer_skipped(loaded));
 
     char *file_text = NULL;
     size_t length = 0;
     if (file != NULL) {
         status = qref_file_read_all(file, TOKENIZE_MAX_FILE_BYTES, &file_text, &length, &err);
         if (status != QREF_OK) {
-            qref_spm_free(spm);
+            qref_tokenizer_free(loaded);
             return qc_report_error(&err);
         }
         text = file_text;
@@ -116,9 +101,9 @@ int qc_cmd_tokenize(int argc, char **argv)
     /* Step 3: encode and print. */
     int32_t *ids = NULL;
     size_t count = 0;
-    status = qref_spm_encode(spm, text, length, add_bos, &ids, &count, &err);
+    status = qref_tokenizer_encode(loaded, text, length, add_bos, &ids, &count, &err);
     free(file_text);
-    qref_spm_free(spm);
+    qref_tokenizer_free(loaded);
     if (status != QREF_OK)
         return qc_report_error(&err);
     bool printed = print_ids(ids, count);

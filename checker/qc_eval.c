@@ -50,8 +50,7 @@ qref_status qc_eval_wikitext_ppl(const qc_model *model, const qc_ppl_request *re
     out->rows = wikitext.row_count;
     memcpy(out->dataset_sha256, wikitext.input_sha256, sizeof out->dataset_sha256);
     memcpy(out->raw_sha256, wikitext.raw_sha256, sizeof out->raw_sha256);
-    const qref_blob *tokenizer_file = qref_snapshot_find_file(model->snapshot, "tokenizer.model");
-    qref_sha256_buffer_hex(tokenizer_file->data, tokenizer_file->size, out->tokenizer_sha256);
+    memcpy(out->tokenizer_sha256, qref_tokenizer_sha256(model->tokenizer), sizeof out->tokenizer_sha256);
 
     /* 2. one token stream, BOS first: the study tokenizes the joined rows, llama.cpp the file */
     bool llamacpp = request->protocol == QREF_PPL_PROTOCOL_LLAMACPP;
@@ -59,7 +58,7 @@ qref_status qc_eval_wikitext_ppl(const qc_model *model, const qc_ppl_request *re
     size_t text_size = llamacpp ? wikitext.llamacpp_size : wikitext.study_size;
     int32_t *ids = NULL;
     size_t count = 0;
-    status = qref_spm_encode(model->tokenizer, text, text_size, true, &ids, &count, err);
+    status = qref_tokenizer_encode(model->tokenizer, text, text_size, true, &ids, &count, err);
     qref_wikitext_free(&wikitext);
     if (status != QREF_OK)
         return qref_error_prefix(err, "%s: ", request->data_path);
@@ -71,7 +70,7 @@ qref_status qc_eval_wikitext_ppl(const qc_model *model, const qc_ppl_request *re
         .protocol = request->protocol,
         .seq_len = out->seqlen,
         .max_windows = request->max_windows,
-        .bos_id = qref_spm_bos_id(model->tokenizer),
+        .bos_id = qref_tokenizer_bos_id(model->tokenizer),
         .shard_index = request->shard_index,
         .shard_count = request->shard_count,
     };
@@ -177,17 +176,16 @@ qref_status qc_eval_wikitext_tokenize(const qc_model *model, const char *data_pa
     out->rows = wikitext.row_count;
     memcpy(out->dataset_sha256, wikitext.input_sha256, sizeof out->dataset_sha256);
     memcpy(out->raw_sha256, wikitext.raw_sha256, sizeof out->raw_sha256);
-    const qref_blob *tokenizer_file = qref_snapshot_find_file(model->snapshot, "tokenizer.model");
-    qref_sha256_buffer_hex(tokenizer_file->data, tokenizer_file->size, out->tokenizer_sha256);
+    memcpy(out->tokenizer_sha256, qref_tokenizer_sha256(model->tokenizer), sizeof out->tokenizer_sha256);
 
     bool llamacpp = protocol == QREF_PPL_PROTOCOL_LLAMACPP;
     const char *text = llamacpp ? wikitext.llamacpp_text : wikitext.study_text;
     size_t text_size = llamacpp ? wikitext.llamacpp_size : wikitext.study_size;
-    status = qref_spm_encode(model->tokenizer, text, text_size, true, &out->ids, &out->count, err);
+    status = qref_tokenizer_encode(model->tokenizer, text, text_size, true, &out->ids, &out->count, err);
     qref_wikitext_free(&wikitext);
     if (status != QREF_OK)
         return qref_error_prefix(err, "%s: ", data_path);
-    out->bos_id = qref_spm_bos_id(model->tokenizer);
+    out->bos_id = qref_tokenizer_bos_id(model->tokenizer);
     return QREF_OK;
 }
 
@@ -200,6 +198,6 @@ void qc_wikitext_tokens_free(qc_wikitext_tokens *tokens)
 int32_t qc_eval_bos_id(const qc_model *model)
 {
     if (model->tokenizer != NULL)
-        return qref_spm_bos_id(model->tokenizer);
+        return qref_tokenizer_bos_id(model->tokenizer);
     return model->config.bos_token_id;
 }

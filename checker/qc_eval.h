@@ -29,7 +29,7 @@ typedef struct qc_ppl_outcome {
     size_t rows;                                   /* dataset rows (4358 for the test split) */
     char dataset_sha256[QREF_SHA256_HEX_SIZE];     /* of the file as given */
     char raw_sha256[QREF_SHA256_HEX_SIZE];         /* of wiki.test.raw */
-    char tokenizer_sha256[QREF_SHA256_HEX_SIZE];   /* of tokenizer.model */
+    char tokenizer_sha256[QREF_SHA256_HEX_SIZE];   /* of the tokenizer file (json or model) */
     double seconds;
 } qc_ppl_outcome;
 
@@ -57,7 +57,7 @@ typedef struct qc_wikitext_tokens {
     size_t rows;                                   /* dataset rows (4358 for the test split) */
     char dataset_sha256[QREF_SHA256_HEX_SIZE];     /* of the file as given */
     char raw_sha256[QREF_SHA256_HEX_SIZE];         /* of wiki.test.raw */
-    char tokenizer_sha256[QREF_SHA256_HEX_SIZE];   /* of tokenizer.model */
+    char tokenizer_sha256[QREF_SHA256_HEX_SIZE];   /* of the tokenizer file (json or model) */
 } qc_wikitext_tokens;
 
 /* Tokenizes the test split's text for protocol (llamacpp: the file minus one trailing newline). */

@@ -56,13 +56,10 @@ qref_status qc_model_open(const char *path, qc_model *model, qref_error *err)
         goto fail;
     }
 
-    const qref_blob *tokenizer = qref_snapshot_find_file(model->snapshot, "tokenizer.model");
-    if (tokenizer != NULL) {
-        status = qref_spm_load("tokenizer.model", tokenizer->data, tokenizer->size, &model->tokenizer, err);
-        if (status != QREF_OK) {
-            qref_error_prefix(err, "%s: ", path);
-            goto fail;
-        }
+    status = qref_tokenizer_load_snapshot(model->snapshot, &model->tokenizer, err);
+    if (status != QREF_OK) {
+        qref_error_prefix(err, "%s: ", path);
+        goto fail;
     }
 
     model->tensor_weights.tensors = qref_snapshot_tensors(model->snapshot);
@@ -79,13 +76,13 @@ qref_status qc_model_require_tokenizer(const qc_model *model, qref_error *err)
 {
     if (model->tokenizer != NULL)
         return QREF_OK;
-    return qref_error_set(err, QREF_ERR_INVALID, "%s: tokenizer.model not found; pass token ids instead of text, "
-                          "or use a snapshot with a SentencePiece tokenizer.model", model->path);
+    return qref_error_set(err, QREF_ERR_INVALID, "%s: tokenizer.json and tokenizer.model not found; pass token ids "
+                          "instead of text, or use a snapshot with a tokenizer", model->path);
 }
 
 void qc_model_close(qc_model *model)
 {
-    qref_spm_free(model->tokenizer);
+    qref_tokenizer_free(model->tokenizer);
     qref_snapshot_free(model->snapshot);
     memset(model, 0, sizeof *model);
 }

@@ -1,7 +1,7 @@
 /*
  * A model opened for evaluation: its snapshot, LLaMA config, quantization config (when the
- * snapshot is a GPTQ artifact), the weight provider the forward reads from, and its
- * SentencePiece tokenizer when the snapshot has one.
+ * snapshot is a GPTQ artifact), the weight provider the forward reads from, and its tokenizer
+ * (tokenizer.json or tokenizer.model, see model/qref_tokenizer.h) when the snapshot has one.
  */
 #ifndef QC_MODEL_H
 #define QC_MODEL_H
@@ -12,8 +12,8 @@
 #include "formats/qref_gptq.h"
 #include "io/qref_snapshot.h"
 #include "model/qref_config.h"
-#include "model/qref_spm.h"
 #include "model/qref_tensor_weights.h"
+#include "model/qref_tokenizer.h"
 
 typedef struct qc_model {
     const char *path;
@@ -23,7 +23,7 @@ typedef struct qc_model {
     qref_gptq_config gptq;
     qref_tensor_weights tensor_weights;
     qref_weight_provider weights;
-    qref_spm *tokenizer;          /* NULL when the snapshot has no tokenizer.model */
+    qref_tokenizer *tokenizer;    /* NULL when the snapshot has no tokenizer.json or tokenizer.model */
 } qc_model;
 
 /* Opens a snapshot (folder, .safetensors file or archive) and reads its configs. */
