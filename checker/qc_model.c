@@ -1,5 +1,6 @@
 #include "qc_model.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "io/qref_json.h"
@@ -57,6 +58,14 @@ qref_status qc_model_open(const char *path, qc_model *model, qref_error *err)
     }
 
     status = qref_tokenizer_load_snapshot(model->snapshot, &model->tokenizer, err);
+    if (status == QREF_ERR_UNSUPPORTED) {
+        /* only commands that encode text need the tokenizer */
+        model->tokenizer_unsupported = strdup(err->message);
+        qref_error_clear(err);
+        status = QREF_OK;
+        if (model->tokenizer_unsupported == NULL)
+            status = qref_error_set(err, QREF_ERR_NOMEM, "out of memory");
+    }
     if (status != QREF_OK) {
         qref_error_prefix(err, "%s: ", path);
         goto fail;
@@ -76,6 +85,8 @@ qref_status qc_model_require_tokenizer(const qc_model *model, qref_error *err)
 {
     if (model->tokenizer != NULL)
         return QREF_OK;
+    if (model->tokenizer_unsupported != NULL)
+        return qref_error_set(err, QREF_ERR_UNSUPPORTED, "%s: %s", model->path, model->tokenizer_unsupported);
     return qref_error_set(err, QREF_ERR_INVALID, "%s: tokenizer.json and tokenizer.model not found; pass token ids "
                           "instead of text, or use a snapshot with a tokenizer", model->path);
 }
@@ -83,6 +94,7 @@ qref_status qc_model_require_tokenizer(const qc_model *model, qref_error *err)
 void qc_model_close(qc_model *model)
 {
     qref_tokenizer_free(model->tokenizer);
+    free(model->tokenizer_unsupported);
     qref_snapshot_free(model->snapshot);
     memset(model, 0, sizeof *model);
 }

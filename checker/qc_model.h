@@ -24,12 +24,16 @@ typedef struct qc_model {
     qref_tensor_weights tensor_weights;
     qref_weight_provider weights;
     qref_tokenizer *tokenizer;    /* NULL when the snapshot has no tokenizer.json or tokenizer.model */
+    char *tokenizer_unsupported;  /* why its tokenizer cannot be read (a layout not implemented), or NULL */
 } qc_model;
 
-/* Opens a snapshot (folder, .safetensors file or archive) and reads its configs. */
+/*
+ * Opens a snapshot (folder, .safetensors file or archive) and reads its configs and tokenizer.
+ * A tokenizer of a layout this program does not implement fails only qc_model_require_tokenizer.
+ */
 qref_status qc_model_open(const char *path, qc_model *model, qref_error *err);
 
-/* Returns the tokenizer, or fails naming the snapshot when it has none. */
+/* Checks that the model has a tokenizer; fails naming the snapshot, and the reason when it has one it cannot read. */
 qref_status qc_model_require_tokenizer(const qc_model *model, qref_error *err);
 
 void qc_model_close(qc_model *model);

@@ -49,6 +49,8 @@
  *     inside runs of more than 25,000 whitespace or non-whitespace characters before encoding.
  *     This module does not: it encodes as tiktoken's CoreBPE.encode and Hugging Face do, so
  *     ids can differ from Meta's encode around such cuts.
+ *
+ * TODO: offer Meta's cuts as an encode option, for exact parity with Meta's Tokenizer.encode.
  */
 #ifndef QREF_BPE_H
 #define QREF_BPE_H
