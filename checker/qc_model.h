@@ -33,7 +33,8 @@ typedef struct qc_model {
  */
 qref_status qc_model_open(const char *path, qc_model *model, qref_error *err);
 
-/* Checks that the model has a tokenizer; fails naming the snapshot, and the reason when it has one it cannot read. */
+/* Checks that the model has a tokenizer; fails naming the snapshot, and the reason when it
+ * has one that it cannot read. */
 qref_status qc_model_require_tokenizer(const qc_model *model, qref_error *err);
 
 void qc_model_close(qc_model *model);
