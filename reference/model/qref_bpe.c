@@ -1062,7 +1062,9 @@ static qref_status pre_tokenize(bpe_encoder *encoder, const char *text, size_t s
         } else {
             /* an empty match: search again one character further */
             uint32_t cp;
-            size_t n = match_end < length ? utf8_decode((const uint8_t *)subject + match_end, length - match_end, &cp) : 1;
+            size_t n = 1;
+            if (match_end < length)
+                n = utf8_decode((const uint8_t *)subject + match_end, length - match_end, &cp);
             search = match_end + (n > 0 ? n : 1);
         }
     }
@@ -1433,14 +1435,16 @@ static qref_status arrays_add_merges(qref_bpe *bpe, const qref_bpe_arrays *array
             part_ids[p] = decoded > 0 ? vocab_find(bpe, scratch + joined, (size_t)decoded) : -1;
             if (part_ids[p] < 0)
                 return qref_error_set(err, QREF_ERR_INVALID, "%s: merges[%zu] = %s: the token %s is not in the "
-                                      "vocabulary", bpe->display, i, qref_bpe_quote(merge, length, quoted, sizeof quoted),
+                                      "vocabulary", bpe->display, i,
+                                      qref_bpe_quote(merge, length, quoted, sizeof quoted),
                                       qref_bpe_quote(parts[p], part_lengths[p], part, sizeof part));
             joined += (size_t)decoded;
         }
         int32_t merged = vocab_find(bpe, scratch, joined);
         if (merged < 0)
             return qref_error_set(err, QREF_ERR_INVALID, "%s: merges[%zu] = %s: the merged token is not in the "
-                                  "vocabulary", bpe->display, i, qref_bpe_quote(merge, length, quoted, sizeof quoted));
+                                  "vocabulary", bpe->display, i,
+                                  qref_bpe_quote(merge, length, quoted, sizeof quoted));
         qref_status status = qref_bpe_build_merge(bpe, part_ids[0], part_ids[1], merged, (uint32_t)i, err);
         if (status != QREF_OK)
             return status;
@@ -1460,7 +1464,8 @@ qref_status qref_bpe_load_arrays(const qref_bpe_arrays *arrays, qref_bpe **out, 
                               arrays->merge_count, UINT32_MAX);
 
     qref_bpe *bpe = NULL;
-    qref_status status = qref_bpe_build_create(display, QREF_BPE_SOURCE_ARRAYS, (int32_t)arrays->token_count, &bpe, err);
+    qref_status status =
+        qref_bpe_build_create(display, QREF_BPE_SOURCE_ARRAYS, (int32_t)arrays->token_count, &bpe, err);
     if (status != QREF_OK)
         return status;
     /* a decoded token or merge never exceeds twice the longest token */

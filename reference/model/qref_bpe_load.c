@@ -194,7 +194,8 @@ static qref_status hf_merge_parts(const char *display, const cJSON *item, size_t
         return QREF_OK;
     }
     return qref_error_set(err, QREF_ERR_INVALID, "%s: model.merges[%zu] is %s; expected \"LEFT RIGHT\" (one space) "
-                          "or [\"LEFT\", \"RIGHT\"]", display, index, qref_json_describe(item, described, sizeof described));
+                          "or [\"LEFT\", \"RIGHT\"]", display, index,
+                          qref_json_describe(item, described, sizeof described));
 }
 
 static qref_status hf_add_merges(qref_bpe *bpe, const char *display, const cJSON *merges, char *scratch,
@@ -229,7 +230,8 @@ static qref_status hf_add_merges(qref_bpe *bpe, const char *display, const cJSON
         if (merged < 0) {
             char left[128], right[128];
             return qref_error_set(err, QREF_ERR_INVALID, "%s: model.merges[%zu]: the merge of %s and %s is not in "
-                                  "model.vocab", display, index, qref_bpe_quote(parts[0], lengths[0], left, sizeof left),
+                                  "model.vocab", display, index,
+                                  qref_bpe_quote(parts[0], lengths[0], left, sizeof left),
                                   qref_bpe_quote(parts[1], lengths[1], right, sizeof right));
         }
         status = qref_bpe_build_merge(bpe, ids[0], ids[1], merged, (uint32_t)index, err);
@@ -347,7 +349,8 @@ static qref_status hf_read_template(const char *display, const char *field, cons
     if (!cJSON_IsArray(ids) || cJSON_GetArraySize(ids) != 1) {
         char described[160];
         return qref_error_set(err, QREF_ERR_INVALID, "%s: %s.ids is %s; expected an array of one id", display,
-                              entry_label, ids != NULL ? qref_json_describe(ids, described, sizeof described) : "missing");
+                              entry_label,
+                              ids != NULL ? qref_json_describe(ids, described, sizeof described) : "missing");
     }
     int64_t id = 0;
     strncat(entry_label, ".ids[0]", sizeof entry_label - strlen(entry_label) - 1);
@@ -511,7 +514,9 @@ static qref_status hf_build(const char *display, const cJSON *root, const char *
                               qref_json_describe(added_tokens, described, sizeof described));
 
     /* ids run from 0 to the number of vocabulary and added entries, less one */
-    int64_t capacity = (int64_t)cJSON_GetArraySize(vocab) + (cJSON_IsArray(added_tokens) ? cJSON_GetArraySize(added_tokens) : 0);
+    int64_t capacity = cJSON_GetArraySize(vocab);
+    if (cJSON_IsArray(added_tokens))
+        capacity += cJSON_GetArraySize(added_tokens);
     if (capacity > QREF_BPE_MAX_ID)
         return qref_error_set(err, QREF_ERR_INVALID, "%s: %lld tokens; expected at most %d", display,
                               (long long)capacity, QREF_BPE_MAX_ID);

@@ -416,7 +416,8 @@ static size_t random_text(test_rng *rng, char *out)
             for (size_t r = 0; r < repeat; r++)
                 length += put_codepoint(out + length, SPACES[test_rng_next(rng) % (sizeof SPACES / sizeof SPACES[0])]);
         } else if (kind <= 8) { /* another script, emoji or marks */
-            const cp_range *range = &SCRIPT_RANGES[test_rng_next(rng) % (sizeof SCRIPT_RANGES / sizeof SCRIPT_RANGES[0])];
+            size_t ranges = sizeof SCRIPT_RANGES / sizeof SCRIPT_RANGES[0];
+            const cp_range *range = &SCRIPT_RANGES[test_rng_next(rng) % ranges];
             for (size_t r = 0; r < repeat; r++)
                 length += put_codepoint(out + length, range->first + (uint32_t)(test_rng_next(rng) %
                                                                                  (range->last - range->first + 1)));
@@ -878,7 +879,8 @@ static void test_malformed_vocab(void **state)
     /* two tokens with one id */
     root = small_tree();
     cJSON_ReplaceItemInObjectCaseSensitive(tree_member(root, "model/vocab"), "ab", cJSON_CreateNumber(98));
-    expect_tree_error(root, QREF_ERR_INVALID, "model.vocab[\"ab\"]: id 98 of \"ab\" is already used by the token \"b\"");
+    expect_tree_error(root, QREF_ERR_INVALID,
+                      "model.vocab[\"ab\"]: id 98 of \"ab\" is already used by the token \"b\"");
 
     /* a byte without a token: id 98 given to "zz" in place of "b" leaves byte 0x62 uncovered */
     root = small_tree();
@@ -917,8 +919,9 @@ static void test_unsupported_layouts(void **state)
     (void)state;
     /* a GPT-2 style lone ByteLevel pre-tokenizer */
     cJSON *root = small_tree();
-    cJSON_ReplaceItemInObjectCaseSensitive(root, "pre_tokenizer", cJSON_Parse("{\"type\":\"ByteLevel\",\"add_prefix_space\":false,"
-                                                                 "\"trim_offsets\":true,\"use_regex\":true}"));
+    cJSON *byte_level_only = cJSON_Parse("{\"type\":\"ByteLevel\",\"add_prefix_space\":false,"
+                                         "\"trim_offsets\":true,\"use_regex\":true}");
+    cJSON_ReplaceItemInObjectCaseSensitive(root, "pre_tokenizer", byte_level_only);
     expect_tree_error(root, QREF_ERR_UNSUPPORTED, "pre_tokenizer is an object; supported: the LLaMA-3 layout");
 
     /* a normalizer, as SentencePiece-style tokenizer.json files have */
