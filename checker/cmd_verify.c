@@ -188,11 +188,48 @@ static qref_status subject_ppl(verify_context *ctx, verify_subject *subject, siz
         *err = subject->ppl[slot].err;
     else {
         cJSON *metric = qc_ppl_outcome_to_json(&subject->ppl[slot].outcome, ctx->data_path);
+        cJSON_AddStringToObject(metric, "model", subject->role);
         if (cacheable)
             cJSON_AddStringToObject(metric, "cache", cache_path);
-        cJSON_AddItemToObject(ctx->report->metrics, subject->role, metric);
+        cJSON *list = cJSON_GetObjectItemCaseSensitive(ctx->report->metrics, "perplexity");
+        if (list == NULL)
+            list = cJSON_AddArrayToObject(ctx->report->metrics, "perplexity");
+        cJSON_AddItemToArray(list, metric);
     }
     return subject->ppl[slot].status;
+}
+
+/* SHA-256 of a file as hex into out; false when it cannot be read. */
+static bool file_sha256(const char *path, char out[QREF_SHA256_HEX_SIZE])
+{
+    qref_blob blob = {0};
+    qref_error err = {0};
+    if (qref_blob_map_file(path, &blob, &err) != QREF_OK)
+        return false;
+    int failed = qref_sha256_buffer_hex(blob.data, blob.size, out);
+    qref_blob_free(&blob);
+    return failed == 0;
+}
+
+/*
+ * Records one input file of the run with its digest under inputs.NAME, or NAME.2, NAME.3, ...
+ * when another file already has that name; a file recorded before is not recorded again.
+ */
+static void record_input_file(cJSON *inputs, const char *name, const char *path)
+{
+    char key[96];
+    snprintf(key, sizeof key, "%s", name);
+    for (int n = 2; cJSON_GetObjectItemCaseSensitive(inputs, key) != NULL; n++) {
+        const cJSON *recorded = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(inputs, key), "path");
+        if (cJSON_IsString(recorded) && strcmp(recorded->valuestring, path) == 0)
+            return;
+        snprintf(key, sizeof key, "%s.%d", name, n);
+    }
+    char digest[QREF_SHA256_HEX_SIZE];
+    cJSON *input = cJSON_AddObjectToObject(inputs, key);
+    cJSON_AddStringToObject(input, "path", path);
+    if (file_sha256(path, digest))
+        cJSON_AddStringToObject(input, "sha256", digest);
 }
 
 typedef struct golden_compare {
@@ -220,7 +257,8 @@ static qref_status compare_with_golden(void *ctx, size_t window, int position, i
  * Largest |logit - golden| over the golden file's token sequence. The golden JSON lists
  * "input_ids", "logits_file" (relative to the JSON) and its [positions, vocab] shape.
  */
-static qref_status golden_logits_error(const qc_model *model, const char *golden_path, double *out, qref_error *err)
+static qref_status golden_logits_error(const qc_model *model, const char *golden_path, cJSON *inputs, double *out,
+                                       qref_error *err)
 {
     char *text = NULL;
     size_t length = 0;
@@ -267,6 +305,8 @@ static qref_status golden_logits_error(const qc_model *model, const char *golden
              logits_file);
     if ((status = qref_blob_map_file(logits_path, &logits, err)))
         goto done;
+    record_input_file(inputs, "golden", golden_path);
+    record_input_file(inputs, "golden_logits", logits_path);
     size_t expected_size = count * (size_t)model->config.vocab_size * sizeof(float);
     if (logits.size != expected_size) {
         status = qref_error_set(err, QREF_ERR_INVALID, "%s: %zu bytes, expected %zu (%zu positions x %d vocab x "
@@ -291,7 +331,7 @@ static qref_status subject_metric(verify_context *ctx, verify_subject *subject, 
 {
     *value_stderr = 0.0;
     if (cell->metric == QC_METRIC_LOGITS_MAX_ABS_ERROR)
-        return golden_logits_error(&subject->model, cell->golden, value, err);
+        return golden_logits_error(&subject->model, cell->golden, ctx->report->inputs, value, err);
 
     size_t windows = ctx->windows_override ? ctx->windows_override
                                            : (cell->windows ? cell->windows : ctx->suite->windows);
@@ -359,24 +399,24 @@ static void run_cell(verify_context *ctx, const qc_suite_cell *cell, qc_cell_res
     verify_subject *subject = cell->subject_reference ? &ctx->reference : &ctx->artifact;
     if (!subject->open) {
         result->verdict = QC_VERDICT_SKIP;
-        snprintf(result->message, sizeof result->message, "skipped: the cell measures the reference model; "
+        snprintf(result->message, sizeof result->message, "the cell measures the reference model; "
                  "pass --reference or use a suite that names one");
         return;
     }
     if (!cell->subject_reference && !ctx->structure_ok) {
         result->verdict = QC_VERDICT_SKIP;
-        snprintf(result->message, sizeof result->message, "skipped: the artifact failed its structure checks");
+        snprintf(result->message, sizeof result->message, "the artifact failed its structure checks");
         return;
     }
     char reason[512];
     if (!cell->subject_reference && !cell_matches_artifact(cell, &subject->model, reason, sizeof reason)) {
         result->verdict = QC_VERDICT_SKIP;
-        snprintf(result->message, sizeof result->message, "skipped: %s", reason);
+        snprintf(result->message, sizeof result->message, "%s", reason);
         return;
     }
     if (cell->band.reference_kind == QC_BAND_REFERENCE_MODEL && !ctx->reference.open) {
         result->verdict = QC_VERDICT_SKIP;
-        snprintf(result->message, sizeof result->message, "skipped: the band is relative to the reference "
+        snprintf(result->message, sizeof result->message, "the band is relative to the reference "
                  "model; pass --reference");
         return;
     }
@@ -388,7 +428,7 @@ static void run_cell(verify_context *ctx, const qc_suite_cell *cell, qc_cell_res
         if (cell_windows != 0)
             snprintf(measured_on, sizeof measured_on, "%zu", cell_windows);
         result->verdict = QC_VERDICT_SKIP;
-        snprintf(result->message, sizeof result->message, "skipped: the band's reference value was measured on "
+        snprintf(result->message, sizeof result->message, "the band's reference value was measured on "
                  "%s windows, and --windows %zu would compare another text", measured_on, ctx->windows_override);
         return;
     }
@@ -448,8 +488,12 @@ static int parse_options(int argc, char **argv, verify_options *options)
 static int write_reports(const qc_report *report, const verify_options *options, const char *suite_name)
 {
     int code = qc_report_exit_code(report);
+    /* the table goes to stderr when a report takes stdout */
+    bool report_on_stdout = (options->report != NULL && strcmp(options->report, "-") == 0) ||
+                            (options->junit != NULL && strcmp(options->junit, "-") == 0);
     if (!options->quiet)
-        qc_report_print_table(report, stdout);
+        qc_report_print_table(report, report_on_stdout ? stderr : stdout);
+    qc_report_print_errors(report, stderr);
     qref_error err = {0};
     if (options->report != NULL && qc_report_write_json(report, options->report, &err) != QREF_OK) {
         qc_report_error(&err);
@@ -479,6 +523,7 @@ static bool open_subject(verify_subject *subject, const char *role, const char *
         char id[64];
         snprintf(id, sizeof id, "%s.open", role);
         qc_report_add_error(report, id, &err);
+        add_input(report, role, path, NULL);
         return false;
     }
     subject->open = true;
@@ -504,12 +549,33 @@ static bool open_subject(verify_subject *subject, const char *role, const char *
     return true;
 }
 
+/* Checks before any work that each report file can be created, so a long run is not lost. */
+static bool report_paths_writable(const verify_options *options)
+{
+    const char *paths[2] = {options->report, options->junit};
+    for (int i = 0; i < 2; i++) {
+        if (paths[i] == NULL || strcmp(paths[i], "-") == 0)
+            continue;
+        qref_atomic_file probe;
+        qref_error err = {0};
+        if (qref_atomic_file_open(&probe, paths[i], &err) != QREF_OK) {
+            qc_report_error(&err);
+            return false;
+        }
+        qref_atomic_file_abort(&probe);
+    }
+    return true;
+}
+
 int qc_cmd_verify(int argc, char **argv)
 {
     verify_options options;
     int code = parse_options(argc, argv, &options);
     if (code != 0)
         return code < 0 ? QC_EXIT_PASS : code;
+
+    if (!report_paths_writable(&options))
+        return QC_EXIT_INPUT;
 
     qc_report report;
     qc_report_init(&report, "verify");
@@ -563,7 +629,7 @@ int qc_cmd_verify(int argc, char **argv)
 
     /* 4. suite cells */
     if (ctx.data_path != NULL)
-        add_input(&report, "data", ctx.data_path, NULL);
+        record_input_file(report.inputs, "data", ctx.data_path);
     cJSON_AddStringToObject(report.protocol, "perplexity", qref_ppl_protocol_name(ctx.protocol));
     if (ctx.seqlen > 0)
         cJSON_AddNumberToObject(report.protocol, "seqlen", ctx.seqlen);

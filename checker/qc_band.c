@@ -48,6 +48,16 @@ qref_status qc_band_parse(const char *display, const char *path, const cJSON *js
     memset(band, 0, sizeof *band);
     if (!cJSON_IsObject(json))
         return qref_error_set(err, QREF_ERR_INVALID, "%s: %s: expected a band object", display, path);
+    static const char *const allowed[] = {"reference", "source", "relative", "absolute", "warn", "rationale"};
+    const cJSON *member;
+    cJSON_ArrayForEach(member, json) {
+        bool known = false;
+        for (size_t i = 0; i < sizeof allowed / sizeof allowed[0] && !known; i++)
+            known = strcmp(member->string, allowed[i]) == 0;
+        if (!known)
+            return qref_error_set(err, QREF_ERR_INVALID, "%s: %s: unknown key \"%s\" (expected reference, source, "
+                                  "relative or absolute, warn, rationale)", display, path, member->string);
+    }
 
     /* reference: a number with its source, or "reference-model" */
     const cJSON *reference = cJSON_GetObjectItemCaseSensitive(json, "reference");
@@ -60,6 +70,7 @@ qref_status qc_band_parse(const char *display, const char *path, const cJSON *js
                                   "its source", display, path);
     } else if (cJSON_IsString(reference) && strcmp(reference->valuestring, "reference-model") == 0) {
         band->reference_kind = QC_BAND_REFERENCE_MODEL;
+        band->reference = NAN; /* measured at run time */
         snprintf(band->source, sizeof band->source, "the reference model, evaluated in the same run");
     } else {
         return qref_error_set(err, QREF_ERR_INVALID, "%s: %s.reference: expected a number or "
@@ -147,7 +158,10 @@ qc_verdict qc_band_evaluate(const qc_band *band, const char *metric, double valu
 cJSON *qc_band_to_json(const qc_band *band)
 {
     cJSON *json = cJSON_CreateObject();
-    cJSON_AddNumberToObject(json, "reference", band->reference);
+    if (isfinite(band->reference))
+        cJSON_AddNumberToObject(json, "reference", band->reference);
+    else
+        cJSON_AddNullToObject(json, "reference");
     cJSON_AddStringToObject(json, "reference_kind",
                             band->reference_kind == QC_BAND_REFERENCE_MODEL ? "reference-model" : "value");
     cJSON_AddStringToObject(json, "source", band->source);

@@ -366,6 +366,16 @@ qref_status qc_report_write_junit(const qc_report *report, const char *suite_nam
 
 /* ---- terminal table --------------------------------------------------------------------- */
 
+void qc_report_print_errors(const qc_report *report, FILE *out)
+{
+    for (size_t i = 0; i < report->check_count; i++)
+        if (report->checks[i].verdict == QC_VERDICT_ERROR)
+            fprintf(out, "qconform: error: %s: %s\n", report->checks[i].id, report->checks[i].message);
+    for (size_t i = 0; i < report->cell_count; i++)
+        if (report->cells[i].verdict == QC_VERDICT_ERROR)
+            fprintf(out, "qconform: error: %s: %s\n", report->cells[i].id, report->cells[i].message);
+}
+
 void qc_report_print_table(const qc_report *report, FILE *out)
 {
     fprintf(out, "%-30s %-8s %-12s %-13s %-20s %-11s %s\n", "CHECK / CELL", "VERDICT", "METHOD", "BENCHMARK",

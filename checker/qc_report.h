@@ -87,6 +87,9 @@ qref_status qc_report_write_json(const qc_report *report, const char *path, qref
 qref_status qc_report_write_junit(const qc_report *report, const char *suite_name, const char *path,
                                   qref_error *err);
 
+/* Prints every ERROR check and cell as "qconform: error: ID: MESSAGE" lines. */
+void qc_report_print_errors(const qc_report *report, FILE *out);
+
 /* Prints the human-readable table of checks and cells and the overall verdict. */
 void qc_report_print_table(const qc_report *report, FILE *out);
 

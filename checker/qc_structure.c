@@ -80,6 +80,8 @@ static void check_dense(structure_tally *tally, const qc_model *model, const cha
         qref_error_set(&err, QREF_ERR_INVALID, "%s: tensor \"%s\": dtype %s, expected F32, F16 or BF16",
                        tensor->file, name, qref_dtype_name(tensor->dtype));
         tally_problem(tally, "structure.dtype", &err);
+    } else if (qref_tensor_check_finite(tensor, &err) != QREF_OK) {
+        tally_problem(tally, "structure.nonfinite", &err);
     }
 }
 
@@ -118,10 +120,94 @@ static void check_linear(structure_tally *tally, const qc_model *model, const ch
     check_dense(tally, model, name, rows, cols);
 }
 
+/* Returns the layer index N of a tensor named "model.layers.N.<suffix>", or -1. */
+static long layer_index(const char *name, const char **suffix)
+{
+    const char prefix[] = "model.layers.";
+    if (strncmp(name, prefix, sizeof prefix - 1) != 0)
+        return -1;
+    const char *digits = name + sizeof prefix - 1;
+    char *end = NULL;
+    long index = strtol(digits, &end, 10);
+    if (end == digits || *end != '.' || index < 0 || digits[0] == '-' || digits[0] == '+')
+        return -1;
+    *suffix = end + 1;
+    return index;
+}
+
+/*
+ * Checks that the tensors hold exactly num_hidden_layers layers before anything walks the
+ * layers, so a config that claims far more layers than are stored fails at once.
+ */
+static bool check_layer_count(const qc_model *artifact, qc_report *report)
+{
+    const qref_tensor_set *set = artifact->tensor_weights.tensors;
+    long highest = -1;
+    for (size_t i = 0; i < set->count; i++) {
+        const char *suffix;
+        long index = layer_index(set->items[i].name, &suffix);
+        if (index > highest)
+            highest = index;
+    }
+    if (highest + 1 == artifact->config.num_hidden_layers)
+        return true;
+    qc_check *check = qc_report_add_check(report, "structure.layers", QC_VERDICT_ERROR,
+                                          "config.json: num_hidden_layers is %d, but the tensors hold %ld layers "
+                                          "(model.layers.0 to model.layers.%ld)",
+                                          artifact->config.num_hidden_layers, highest + 1, highest);
+    check->error_status = QREF_ERR_INVALID;
+    return false;
+}
+
+/* True for a tensor name the LLaMA forward reads, in dense or GPTQ form. */
+static bool tensor_expected(const qc_model *artifact, const char *name)
+{
+    if (strcmp(name, "model.embed_tokens.weight") == 0 || strcmp(name, "model.norm.weight") == 0 ||
+        (strcmp(name, "lm_head.weight") == 0 && !artifact->config.tie_word_embeddings))
+        return true;
+    const char *suffix;
+    if (layer_index(name, &suffix) < 0)
+        return false;
+    if (strcmp(suffix, "input_layernorm.weight") == 0 || strcmp(suffix, "post_attention_layernorm.weight") == 0)
+        return true;
+    static const char *const parts[] = {"weight", "qweight", "qzeros", "scales", "g_idx"};
+    for (int k = 0; k < QREF_LLAMA_LINEAR_COUNT; k++) {
+        size_t length = strlen(qref_llama_linear_names[k]);
+        if (strncmp(suffix, qref_llama_linear_names[k], length) != 0 || suffix[length] != '.')
+            continue;
+        for (size_t p = 0; p < sizeof parts / sizeof parts[0]; p++)
+            if (strcmp(suffix + length + 1, parts[p]) == 0)
+                return true;
+    }
+    return false;
+}
+
+/* Reports tensors the model never reads (a WARN: they change no result, but hint at a mix-up). */
+static void report_unexpected_tensors(const qc_model *artifact, qc_report *report)
+{
+    const qref_tensor_set *set = artifact->tensor_weights.tensors;
+    char listed[512] = "";
+    size_t used = 0, count = 0;
+    for (size_t i = 0; i < set->count; i++) {
+        if (tensor_expected(artifact, set->items[i].name))
+            continue;
+        if (count < 5 && used < sizeof listed)
+            used += (size_t)snprintf(listed + used, sizeof listed - used, "%s\"%s\"", count ? ", " : "",
+                                     set->items[i].name);
+        count++;
+    }
+    if (count > 0)
+        qc_report_add_check(report, "structure.unexpected", QC_VERDICT_WARN,
+                            "%zu stored tensors are not read by the LLaMA forward: %s%s", count, listed,
+                            count > 5 ? ", ..." : "");
+}
+
 bool qc_structure_check(const qc_model *artifact, qc_report *report)
 {
     const qref_llama_config *config = &artifact->config;
     structure_tally tally = {.report = report};
+    if (!check_layer_count(artifact, report))
+        return false;
 
     check_dense(&tally, artifact, "model.embed_tokens.weight", config->vocab_size, config->hidden_size);
     check_dense(&tally, artifact, "model.norm.weight", config->hidden_size, 1);
@@ -147,6 +233,7 @@ bool qc_structure_check(const qc_model *artifact, qc_report *report)
                             tally.problems - STRUCTURE_MAX_LISTED)->error_status = QREF_ERR_INVALID;
     if (tally.problems > 0)
         return false;
+    report_unexpected_tensors(artifact, report);
 
     if (artifact->quantized)
         qc_report_add_check(report, "structure", QC_VERDICT_PASS,
@@ -269,12 +356,29 @@ static qref_status compare_rtn_codes(const qc_model *artifact, const char *modul
     return status;
 }
 
+/*
+ * Largest relative Frobenius error ||W' - W|| / ||W|| accepted for one linear of a b-bit
+ * artifact. Min-max b-bit quantization of a row or group with range R leaves a uniform error
+ * of RMS R / ((2^b - 1) sqrt(12)); for 4096 Gaussian weights R is about 8.2 sigma, giving
+ * 2.37 / (2^b - 1) of the weights' RMS. The limit is three times that, because outlier
+ * channels widen R and GPTQ trades weight error for output error, capped at 1.0, the error of
+ * setting every weight to zero. A 16- or 32-bit artifact may differ by bf16 rounding
+ * (2^-9 relative per weight) and is held to 0.01.
+ */
+static double weight_error_limit(int bits)
+{
+    if (bits >= 16)
+        return 0.01;
+    double limit = 3.0 * 2.37 / (double)((1 << bits) - 1);
+    return limit < 1.0 ? limit : 1.0;
+}
+
 bool qc_structure_compare_reference(const qc_model *artifact, const qc_model *reference, qc_report *report)
 {
     char message[QREF_ERROR_MESSAGE_MAX];
     if (!configs_match(&artifact->config, &reference->config, message, sizeof message)) {
-        qc_report_add_check(report, "reference.config", QC_VERDICT_ERROR, "%s", message)->error_status =
-            QREF_ERR_INVALID;
+        qc_report_add_check(report, "reference.config", QC_VERDICT_FAIL,
+                            "%s; the artifact was not made from this reference", message);
         return false;
     }
     qc_report_add_check(report, "reference.config", QC_VERDICT_PASS,
@@ -287,6 +391,7 @@ bool qc_structure_compare_reference(const qc_model *artifact, const qc_model *re
     qref_error err = {0};
     qref_status status = QREF_OK;
     double worst_error = 0.0;
+    char worst_linear[256] = "";
 
     for (int layer = 0; layer < config->num_hidden_layers && status == QREF_OK; layer++) {
         for (int k = 0; k < QREF_LLAMA_LINEAR_COUNT && status == QREF_OK; k++) {
@@ -322,8 +427,10 @@ bool qc_structure_compare_reference(const qc_model *artifact, const qc_model *re
                 else
                     cJSON_AddNullToObject(item, "sqnr_db");
                 cJSON_AddItemToArray(layers, item);
-                if (relative > worst_error)
-                    worst_error = relative;
+                if (!(relative <= worst_error)) {
+                    worst_error = isnan(relative) ? INFINITY : relative;
+                    snprintf(worst_linear, sizeof worst_linear, "%s", module);
+                }
             }
             if (status == QREF_OK && rtn && rtn_mismatch[0] == '\0' && artifact->quantized)
                 status = compare_rtn_codes(artifact, module, ref, rows, cols, rtn_mismatch, sizeof rtn_mismatch,
@@ -337,9 +444,20 @@ bool qc_structure_compare_reference(const qc_model *artifact, const qc_model *re
         qc_report_add_error(report, "reference.weights", &err);
         return false;
     }
+    int bits = artifact->quantized ? artifact->gptq.bits : 16;
+    double limit = weight_error_limit(bits);
+    if (!(worst_error <= limit)) {
+        qc_report_add_check(report, "reference.weights", QC_VERDICT_FAIL,
+                            "%s: relative Frobenius error %.4g against the reference exceeds %.3g, the limit for "
+                            "%d-bit weights; the artifact was not made from this reference, or its weights are "
+                            "damaged (per-linear values in metrics.weight_error)",
+                            worst_linear, worst_error, limit, bits);
+        return false;
+    }
     qc_report_add_check(report, "reference.weights", QC_VERDICT_PASS,
-                        "dequantized weights of every linear compared with the reference; worst relative "
-                        "Frobenius error %.4g (per-linear values in metrics.weight_error)", worst_error);
+                        "every linear is within the %d-bit limit of %.3g relative Frobenius error against the "
+                        "reference; worst %.4g in %s (per-linear values in metrics.weight_error)",
+                        bits, limit, worst_error, worst_linear);
     if (rtn) {
         if (rtn_mismatch[0] != '\0') {
             qc_report_add_check(report, "rtn.codes", QC_VERDICT_FAIL,

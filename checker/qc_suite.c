@@ -1,5 +1,6 @@
 #include "qc_suite.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,26 @@ const char *qc_metric_name(qc_metric metric)
 {
     return metric == QC_METRIC_LOGITS_MAX_ABS_ERROR ? "logits_max_abs_error" : "ppl";
 }
+
+/* Rejects a member not in allowed, so a misspelled key is an error rather than ignored. */
+static qref_status check_keys(const char *display, const char *path, const cJSON *object, const char *const *allowed,
+                              size_t count, qref_error *err)
+{
+    const cJSON *member;
+    cJSON_ArrayForEach(member, object) {
+        bool known = false;
+        for (size_t i = 0; i < count && !known; i++)
+            known = strcmp(member->string, allowed[i]) == 0;
+        if (!known)
+            return qref_error_set(err, QREF_ERR_INVALID, "%s: %s: unknown key \"%s\" (expected one of the keys in "
+                                  "suites/README.md)", display, path, member->string);
+    }
+    return QREF_OK;
+}
+
+#define CHECK_KEYS(display, path, object, ...)                                                                    \
+    check_keys(display, path, object, (const char *const[]){__VA_ARGS__},                                         \
+               sizeof((const char *const[]){__VA_ARGS__}) / sizeof(const char *), err)
 
 /* Joins a path from the suite file with the suite's folder unless it is absolute. */
 static qref_status resolve_path(const char *suite_path, const char *relative, char *out, size_t size,
@@ -71,6 +92,9 @@ static qref_status parse_cell(const char *display, const cJSON *json, size_t ind
     int64_t number;
     bool flag;
     const char *text;
+    if ((status = CHECK_KEYS(display, path, json, "id", "subject", "method", "bits", "group_size", "sym", "benchmark",
+                             "metric", "golden", "windows", "artifact", "band", "tags", "description")))
+        return status;
     if ((status = copy_string_member(display, json, "id", true, NULL, cell->id, sizeof cell->id, err)) ||
         (status = copy_string_member(display, json, "method", true, NULL, cell->method, sizeof cell->method,
                                      err)) ||
@@ -107,6 +131,9 @@ static qref_status parse_cell(const char *display, const cJSON *json, size_t ind
                                   "metric ppl (supported: wikitext2)", display, path, cell->benchmark);
     } else if (strcmp(text, "logits_max_abs_error") == 0) {
         cell->metric = QC_METRIC_LOGITS_MAX_ABS_ERROR;
+        if (strcmp(cell->benchmark, "golden-logits") != 0)
+            return qref_error_set(err, QREF_ERR_UNSUPPORTED, "%s: %s.benchmark: \"%s\" is not supported for metric "
+                                  "logits_max_abs_error (supported: golden-logits)", display, path, cell->benchmark);
         if ((status = get_optional_path(display, json, "golden", cell->golden, sizeof cell->golden, err)))
             return status;
         if (cell->golden[0] == '\0')
@@ -134,6 +161,10 @@ static qref_status parse_suite(const char *display, const cJSON *root, qc_suite 
     const char *schema = NULL;
     if ((status = qref_json_get_string(display, root, "schema", true, NULL, &schema, err)))
         return status;
+    if (strcmp(schema, QC_SUITE_SCHEMA) == 0 &&
+        (status = CHECK_KEYS(display, "$", root, "schema", "name", "description", "model", "reference", "datasets",
+                             "perplexity", "cells")))
+        return status;
     if (strcmp(schema, QC_SUITE_SCHEMA) != 0)
         return qref_error_set(err, QREF_ERR_UNSUPPORTED, "%s: schema: \"%s\", expected \"%s\"", display, schema,
                               QC_SUITE_SCHEMA);
@@ -147,8 +178,9 @@ static qref_status parse_suite(const char *display, const cJSON *root, qc_suite 
     if (datasets != NULL && !cJSON_IsObject(datasets))
         return qref_error_set(err, QREF_ERR_INVALID, "%s: datasets: expected an object", display);
     if (datasets != NULL &&
-        (status = get_optional_path(display, datasets, "wikitext2", suite->wikitext2, sizeof suite->wikitext2,
-                                    err)))
+        ((status = CHECK_KEYS(display, "datasets", datasets, "wikitext2")) ||
+         (status = get_optional_path(display, datasets, "wikitext2", suite->wikitext2, sizeof suite->wikitext2,
+                                     err))))
         return status;
 
     const cJSON *protocol = cJSON_GetObjectItemCaseSensitive(root, "perplexity");
@@ -157,6 +189,8 @@ static qref_status parse_suite(const char *display, const cJSON *root, qc_suite 
         int64_t seqlen;
         if (!cJSON_IsObject(protocol))
             return qref_error_set(err, QREF_ERR_INVALID, "%s: perplexity: expected an object", display);
+        if ((status = CHECK_KEYS(display, "perplexity", protocol, "protocol", "seqlen", "windows")))
+            return status;
         if ((status = copy_string_member(display, protocol, "protocol", false, "study", suite->protocol,
                                          sizeof suite->protocol, err)))
             return status;

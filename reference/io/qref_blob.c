@@ -1,3 +1,6 @@
+/* realpath() is an X/Open System Interfaces function. */
+#define _XOPEN_SOURCE 700
+
 #include "io/qref_blob.h"
 
 #include <errno.h>
@@ -109,12 +112,48 @@ qref_status qref_file_read_all(const char *path, size_t max_size, char **out, si
     return QREF_OK;
 }
 
+/*
+ * Resolves the path to write: a symbolic link is followed to its target, so the link stays and
+ * the target is replaced; an existing path that is not a regular file (a device such as
+ * /dev/stdout, a FIFO, a folder) is refused, because renaming over it would replace it.
+ */
+static qref_status resolve_output_path(const char *path, char **out, qref_error *err)
+{
+    struct stat st;
+    *out = NULL;
+    if (lstat(path, &st) != 0) {
+        if (errno != ENOENT)
+            return qref_error_set(err, QREF_ERR_IO, "%s: cannot inspect the output path: %s", path, strerror(errno));
+        *out = strdup(path);
+    } else if (S_ISREG(st.st_mode)) {
+        *out = strdup(path);
+    } else if (S_ISLNK(st.st_mode)) {
+        char *target = realpath(path, NULL);
+        if (target == NULL || stat(target, &st) != 0 || !S_ISREG(st.st_mode)) {
+            free(target);
+            return qref_error_set(err, QREF_ERR_IO, "%s: the output path is a symbolic link to something other "
+                                  "than a regular file; expected a regular file or a new path", path);
+        }
+        *out = target;
+    } else {
+        return qref_error_set(err, QREF_ERR_IO, "%s: the output path exists and is not a regular file; expected a "
+                              "regular file or a new path (use - for standard output where a command offers it)",
+                              path);
+    }
+    if (*out == NULL)
+        return qref_error_set(err, QREF_ERR_NOMEM, "%s: out of memory", path);
+    return QREF_OK;
+}
+
 qref_status qref_atomic_file_open(qref_atomic_file *file, const char *path, qref_error *err)
 {
     memset(file, 0, sizeof *file);
     file->fd = -1;
+    qref_status status = resolve_output_path(path, &file->path, err);
+    if (status != QREF_OK)
+        return status;
+    path = file->path;
     size_t length = strlen(path);
-    file->path = strdup(path);
     file->temp_path = malloc(length + 16);
     if (file->path == NULL || file->temp_path == NULL) {
         qref_atomic_file_abort(file);

@@ -42,7 +42,10 @@ typedef struct qref_atomic_file {
     int write_errno; /* 0 while every write succeeded */
 } qref_atomic_file;
 
-/* Creates the temporary file for path. */
+/*
+ * Creates the temporary file for path. A symbolic link is followed (its target is replaced);
+ * an existing path that is not a regular file is refused.
+ */
 qref_status qref_atomic_file_open(qref_atomic_file *file, const char *path, qref_error *err);
 
 /* Appends size bytes; a failure is remembered and reported by qref_atomic_file_commit. */

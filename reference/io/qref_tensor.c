@@ -1,5 +1,6 @@
 #include "io/qref_tensor.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,4 +58,46 @@ char *qref_tensor_shape_string(const qref_tensor *tensor, char *buf, size_t size
     if (used < size)
         snprintf(buf + used, size - used, "]");
     return buf;
+}
+
+qref_status qref_values_check_finite(const char *name, const float *values, size_t count, size_t cols,
+                                     qref_error *err)
+{
+    for (size_t i = 0; i < count; i++) {
+        if (!isfinite(values[i])) {
+            if (cols > 1)
+                return qref_error_set(err, QREF_ERR_INVALID, "tensor \"%s\": element [%zu][%zu] is %g, expected a "
+                                      "finite weight", name, i / cols, i % cols, values[i]);
+            return qref_error_set(err, QREF_ERR_INVALID, "tensor \"%s\": element [%zu] is %g, expected a finite "
+                                  "weight", name, i, values[i]);
+        }
+    }
+    return QREF_OK;
+}
+
+qref_status qref_tensor_check_finite(const qref_tensor *tensor, qref_error *err)
+{
+    if (!qref_dtype_is_float(tensor->dtype))
+        return QREF_OK;
+    size_t element = qref_dtype_size(tensor->dtype);
+    size_t cols = tensor->ndim >= 2 ? (size_t)tensor->shape[tensor->ndim - 1] : 1;
+    float chunk[1024];
+    for (uint64_t start = 0; start < tensor->numel; start += 1024) {
+        size_t count = tensor->numel - start < 1024 ? (size_t)(tensor->numel - start) : 1024;
+        qref_status status = qref_convert_to_f32(tensor->dtype, tensor->data + start * element, count, chunk, err);
+        if (status != QREF_OK)
+            return status;
+        for (size_t i = 0; i < count; i++) {
+            if (isfinite(chunk[i]))
+                continue;
+            uint64_t index = start + i;
+            if (cols > 1)
+                return qref_error_set(err, QREF_ERR_INVALID, "%s: tensor \"%s\": element [%llu][%llu] is %g, "
+                                      "expected a finite value", tensor->file, tensor->name,
+                                      (unsigned long long)(index / cols), (unsigned long long)(index % cols), chunk[i]);
+            return qref_error_set(err, QREF_ERR_INVALID, "%s: tensor \"%s\": element [%llu] is %g, expected a "
+                                  "finite value", tensor->file, tensor->name, (unsigned long long)index, chunk[i]);
+        }
+    }
+    return QREF_OK;
 }

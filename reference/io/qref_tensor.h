@@ -38,6 +38,19 @@ long qref_tensor_set_sort(qref_tensor_set *set);
 /* Frees the names and the item array. */
 void qref_tensor_set_free(qref_tensor_set *set);
 
+/*
+ * Checks that every element of a float tensor (F8, F16, BF16, F32, F64) is finite; fails
+ * naming the tensor, the first bad element's index and its value. Other dtypes pass.
+ */
+qref_status qref_tensor_check_finite(const qref_tensor *tensor, qref_error *err);
+
+/*
+ * Checks that values[0..count) of tensor `name` (dense f32, shape cols wide) are finite;
+ * fails naming the first bad element as [row][col] and its value.
+ */
+qref_status qref_values_check_finite(const char *name, const float *values, size_t count, size_t cols,
+                                     qref_error *err);
+
 /* Formats a shape as "[4096, 1024]" into buf; returns buf. */
 char *qref_tensor_shape_string(const qref_tensor *tensor, char *buf, size_t size);
 

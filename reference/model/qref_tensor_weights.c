@@ -25,7 +25,10 @@ qref_status qref_tensor_load_f32(const qref_tensor *tensor, int64_t rows, int64_
         return qref_error_set(err, QREF_ERR_INVALID, "%s: tensor \"%s\": dtype %s, expected a float "
                               "dtype (F32, F16, BF16, F64)", tensor->file, tensor->name,
                               qref_dtype_name(tensor->dtype));
-    return qref_convert_to_f32(tensor->dtype, tensor->data, (size_t)(rows * cols), dst, err);
+    qref_status status = qref_convert_to_f32(tensor->dtype, tensor->data, (size_t)(rows * cols), dst, err);
+    if (status == QREF_OK && qref_values_check_finite(tensor->name, dst, (size_t)(rows * cols), (size_t)cols, err))
+        return qref_error_prefix(err, "%s: ", tensor->file);
+    return status;
 }
 
 /* Finds "<module>.<suffix>" for a module name given with its ".weight" suffix removed. */
@@ -56,7 +59,11 @@ static qref_status load_gptq_linear(const qref_tensor_weights *weights, const ch
         .out_features = rows,
         .in_features = cols,
     };
-    return qref_gptq_dequantize(&linear, weights->gptq, dst, err);
+    qref_status status = qref_gptq_dequantize(&linear, weights->gptq, dst, err);
+    /* scale x (q - z) rounds to the scales' dtype, so a large scale can overflow to inf */
+    if (status == QREF_OK && qref_values_check_finite(module, dst, (size_t)(rows * cols), (size_t)cols, err))
+        return qref_error_prefix(err, "%s: dequantized GPTQ weights: ", qweight->file);
+    return status;
 }
 
 static qref_status tensor_weights_load(void *ctx, const char *name, int64_t rows, int64_t cols,

@@ -3,7 +3,8 @@
  *
  * A requested tensor stored in a float dtype is converted to f32 after its shape is checked.
  * A linear layer's ".weight" that is absent but stored quantized (GPTQ "qweight", "qzeros",
- * "scales", "g_idx") is dequantized with the snapshot's quantization config.
+ * "scales", "g_idx") is dequantized with the snapshot's quantization config. Every weight
+ * handed out is checked to be finite.
  */
 #ifndef QREF_TENSOR_WEIGHTS_H
 #define QREF_TENSOR_WEIGHTS_H
