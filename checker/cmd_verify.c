@@ -12,10 +12,12 @@
  *    with the cell's band;
  * 5. print the table, write the JSON and JUnit reports; the exit code is the overall verdict.
  */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "io/qref_json.h"
@@ -48,7 +50,8 @@ static void print_usage(FILE *out)
             "  --report FILE    write the JSON report (\"-\" for stdout)\n"
             "  --junit FILE     write a JUnit XML report\n"
             "  --cache DIR      reuse perplexities computed by earlier runs on the same model files,\n"
-            "                   dataset file, protocol, window length and count (DIR must exist)\n"
+            "                   dataset file, protocol, window length and count (DIR is created when\n"
+            "                   missing; a cache that cannot be written only costs recomputation)\n"
             "  --quiet          do not print the table\n"
             "\n"
             "Exit codes: 0 no FAIL or ERROR, 1 at least one FAIL, 2 usage error, 3 unreadable or\n"
@@ -576,6 +579,8 @@ int qc_cmd_verify(int argc, char **argv)
 
     if (!report_paths_writable(&options))
         return QC_EXIT_INPUT;
+    if (options.cache != NULL && mkdir(options.cache, 0755) != 0 && errno != EEXIST)
+        fprintf(stderr, "qconform: warning: cannot create the cache folder %s: %s\n", options.cache, strerror(errno));
 
     qc_report report;
     qc_report_init(&report, "verify");

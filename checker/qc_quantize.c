@@ -686,8 +686,13 @@ qref_status qc_quantize_gptq(const qc_quantize_request *request, qc_quantize_out
     if (status == QREF_OK)
         status = qc_quantize_check_group_size(&model.config, request->group_size, err);
     struct stat info;
-    if (status == QREF_OK && !request->force && lstat(request->out_dir, &info) == 0)
-        status = error_exists(request->out_dir, err);
+    if (status == QREF_OK && lstat(request->out_dir, &info) == 0) {
+        if (!S_ISDIR(info.st_mode))
+            status = qref_error_set(err, QREF_ERR_INVALID, "output path %s exists and is not a folder; --force "
+                                    "replaces only an existing output folder", request->out_dir);
+        else if (!request->force)
+            status = error_exists(request->out_dir, err);
+    }
 
     /* Step 2: quantize, as v1 first under auto, and again as v2 when v1 meets a zero point 0. */
     qref_gptq_format format = request->checkpoint == QC_CHECKPOINT_V2 ? QREF_GPTQ_FORMAT_V2 : QREF_GPTQ_FORMAT_V1;

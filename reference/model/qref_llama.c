@@ -535,12 +535,15 @@ static qref_status check_tokens(const qref_llama_config *config, const int32_t *
                                 int seq_len, qref_error *err)
 {
     for (size_t i = 0; i < count; i++) {
-        if (tokens[i] < 0 || tokens[i] >= config->vocab_size)
-            return qref_error_set(err, QREF_ERR_INVALID,
-                                  "window %zu, position %zu: token id %d is outside the vocabulary "
-                                  "(expected 0 to %d)",
-                                  i / (size_t)seq_len, i % (size_t)seq_len, tokens[i],
-                                  config->vocab_size - 1);
+        if (tokens[i] >= 0 && tokens[i] < config->vocab_size)
+            continue;
+        char where[64];
+        if (count == (size_t)seq_len)
+            snprintf(where, sizeof where, "position %zu", i);
+        else
+            snprintf(where, sizeof where, "window %zu, position %zu", i / (size_t)seq_len, i % (size_t)seq_len);
+        return qref_error_set(err, QREF_ERR_INVALID, "%s: token id %d is outside the vocabulary (expected 0 to %d)",
+                              where, tokens[i], config->vocab_size - 1);
     }
     return QREF_OK;
 }
