@@ -10,9 +10,11 @@
  * Names are checked as libarchive returns them. Its zip reader (3.6.2) already turns a
  * backslash into "/", so "..\x" in a zip meets the ".." rule rather than the backslash rule.
  *
- * Caps apply to bytes libarchive actually produced (or, for a skipped entry with a size in
- * its header, to that size, which is what skipping decompresses), never to sizes in headers
- * alone, so a lying header cannot make a kept file bigger than the cap.
+ * A size in an entry header is checked against the caps before anything is allocated, so a
+ * bomb with an honest header fails at once. The caps then apply to the bytes libarchive actually
+ * produced, checked after each block of at most ARCHIVE_BLOCK_SIZE bytes. A skipped entry with a
+ * size in its header is charged that size, which is what skipping decompresses. So a header that
+ * lies low cannot make a kept file, or its buffer, more than one byte bigger than the cap.
  */
 #include "io/qref_archive.h"
 
@@ -30,13 +32,18 @@
 
 #include "io/qref_json.h"
 
+/* Bytes libarchive reads from the file at a time, and decompressed bytes read per check. */
 #define ARCHIVE_BLOCK_SIZE 65536
+/* First buffer of an entry without a declared size, and the most a buffer grows at once. */
+#define ARCHIVE_FIRST_CAPACITY ((uint64_t)1 << 20)
+#define ARCHIVE_GROW_STEP ((uint64_t)256 << 20)
 #define ARCHIVE_MAX_COMPONENT 255
 
 void qref_archive_limits_init(qref_archive_limits *limits)
 {
     limits->max_entries = QREF_ARCHIVE_MAX_ENTRIES;
     limits->max_name_length = QREF_ARCHIVE_MAX_NAME;
+    limits->max_entry_bytes = QREF_ARCHIVE_MAX_ENTRY_BYTES;
     limits->max_total_bytes = QREF_ARCHIVE_MAX_TOTAL_BYTES;
     limits->max_ratio = QREF_ARCHIVE_MAX_RATIO;
     limits->ratio_floor_bytes = QREF_ARCHIVE_RATIO_FLOOR_BYTES;
@@ -69,7 +76,8 @@ typedef struct archive_reader {
     const char *path;
     qref_archive_limits limits;
     uint64_t archive_size;
-    uint64_t produced;
+    uint64_t produced;       /* bytes counted against the caps so far */
+    uint64_t largest_buffer; /* capacity of the largest entry buffer allocated */
     size_t entry_count;
 
     seen_name *names;
@@ -255,22 +263,69 @@ static qref_status check_entry_type(archive_reader *r, struct archive_entry *ent
 
 /* ---- Data ------------------------------------------------------------------------------ */
 
-/* Counts n more decompressed bytes against the total and ratio caps. */
-static qref_status charge_bytes(archive_reader *r, const char *raw, uint64_t n)
+static uint64_t add_saturated(uint64_t a, uint64_t b)
+{
+    return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+static uint64_t min_u64(uint64_t a, uint64_t b)
+{
+    return a < b ? a : b;
+}
+
+/*
+ * Largest total that passes the ratio check. The check fails once total > ratio_floor_bytes
+ * and total / archive_size >= max_ratio, that is total >= max_ratio * archive_size.
+ */
+static uint64_t ratio_allowed_total(const archive_reader *r)
+{
+    uint64_t archive_size = r->archive_size > 0 ? r->archive_size : 1;
+    uint64_t product = r->limits.max_ratio > UINT64_MAX / archive_size ? UINT64_MAX
+                                                                       : r->limits.max_ratio * archive_size;
+    uint64_t allowed = product > 0 ? product - 1 : 0;
+    return allowed > r->limits.ratio_floor_bytes ? allowed : r->limits.ratio_floor_bytes;
+}
+
+/* Bytes the current entry may still produce after entry_bytes, under all three byte caps. */
+static uint64_t entry_budget(const archive_reader *r, uint64_t entry_bytes)
+{
+    uint64_t allowed_total = min_u64(r->limits.max_total_bytes, ratio_allowed_total(r));
+    uint64_t entry_left = r->limits.max_entry_bytes > entry_bytes ? r->limits.max_entry_bytes - entry_bytes : 0;
+    uint64_t total_left = allowed_total > r->produced ? allowed_total - r->produced : 0;
+    return min_u64(entry_left, total_left);
+}
+
+/*
+ * Checks an entry of entry_bytes bytes that brings the archive to total bytes against the
+ * per-entry, total and ratio caps. declared is true for sizes from the entry header, checked
+ * before reading, and false for bytes produced by decompression, checked after each block.
+ */
+static qref_status check_byte_caps(archive_reader *r, const char *raw, uint64_t entry_bytes, uint64_t total,
+                                   bool declared)
 {
     char shown[512];
-    if (n > r->limits.max_total_bytes - r->produced)
-        return qref_error_set(r->err, QREF_ERR_NOMEM,
-                              "%s: entry \"%s\": the archive decompresses to more than the limit of %" PRIu64 " bytes",
-                              r->path, printable_name(raw, shown, sizeof shown), r->limits.max_total_bytes);
-    r->produced += n;
+    const char *name = printable_name(raw, shown, sizeof shown);
+    const char *stop = declared ? "the entry was not read" : "reading stopped there";
+    if (entry_bytes > r->limits.max_entry_bytes)
+        return qref_error_set(r->err, QREF_ERR_INVALID,
+                              "%s: entry \"%s\" %s %" PRIu64 " bytes, more than the limit of %" PRIu64
+                              " bytes for one entry; %s",
+                              r->path, name, declared ? "declares" : "decompressed to", entry_bytes,
+                              r->limits.max_entry_bytes, stop);
+    if (total > r->limits.max_total_bytes)
+        return qref_error_set(r->err, QREF_ERR_INVALID,
+                              "%s: entry \"%s\": the archive decompresses to more than the limit of %" PRIu64
+                              " bytes (%" PRIu64 " bytes %s through this entry); %s",
+                              r->path, name, r->limits.max_total_bytes, total, declared ? "declared" : "decompressed",
+                              stop);
     uint64_t archive_size = r->archive_size > 0 ? r->archive_size : 1;
-    if (r->produced > r->limits.ratio_floor_bytes && r->produced / archive_size >= r->limits.max_ratio)
-        return qref_error_set(r->err, QREF_ERR_NOMEM,
-                              "%s: entry \"%s\": %" PRIu64 " bytes decompressed from a %" PRIu64
-                              "-byte archive exceed the compression ratio limit of %" PRIu64 ":1 (archive bomb?)",
-                              r->path, printable_name(raw, shown, sizeof shown), r->produced, r->archive_size,
-                              r->limits.max_ratio);
+    if (total > r->limits.ratio_floor_bytes && total / archive_size >= r->limits.max_ratio)
+        return qref_error_set(r->err, QREF_ERR_INVALID,
+                              "%s: entry \"%s\": %" PRIu64 " bytes %s through this entry, %" PRIu64
+                              " times the %" PRIu64 "-byte archive, break the compression ratio limit of %" PRIu64
+                              ":1 (archive bomb?); %s",
+                              r->path, name, total, declared ? "declared" : "decompressed", total / archive_size,
+                              r->archive_size, r->limits.max_ratio, stop);
     return QREF_OK;
 }
 
@@ -282,58 +337,83 @@ static qref_status archive_failure(archive_reader *r, struct archive *a, const c
                           printable_name(raw, shown, sizeof shown), what, reason != NULL ? reason : "unknown error");
 }
 
+/* True, with the size, when the entry header declares the data size. */
+static bool declared_size(struct archive_entry *entry, uint64_t *size)
+{
+    if (!archive_entry_size_is_set(entry) || archive_entry_size(entry) < 0)
+        return false;
+    *size = (uint64_t)archive_entry_size(entry);
+    return true;
+}
+
 /* Skips an entry's data, counting what skipping decompresses. */
 static qref_status skip_entry_data(archive_reader *r, struct archive *a, struct archive_entry *entry, const char *raw)
 {
-    if (archive_entry_size_is_set(entry) && archive_entry_size(entry) >= 0) {
-        qref_status status = charge_bytes(r, raw, (uint64_t)archive_entry_size(entry));
+    uint64_t size;
+    if (declared_size(entry, &size)) {
+        /* Skipping a compressed tar entry decompresses its declared size; a zip reader seeks past the data. */
+        qref_status status = check_byte_caps(r, raw, size, add_saturated(r->produced, size), true);
         if (status != QREF_OK)
             return status;
+        r->produced += size;
         if (archive_read_data_skip(a) != ARCHIVE_OK)
             return archive_failure(r, a, raw, "cannot skip the entry data");
         return QREF_OK;
     }
-    /* No size in the header: read and discard, so the caps see every byte. */
+
+    /* No size in the header: read and discard, at most one byte past the caps. */
     char scratch[ARCHIVE_BLOCK_SIZE];
+    uint64_t entry_bytes = 0;
     for (;;) {
-        la_ssize_t n = archive_read_data(a, scratch, sizeof scratch);
+        uint64_t request = min_u64(sizeof scratch, add_saturated(entry_budget(r, entry_bytes), 1));
+        la_ssize_t n = archive_read_data(a, scratch, (size_t)request);
         if (n < 0)
             return archive_failure(r, a, raw, "cannot read the entry data");
         if (n == 0)
             return QREF_OK;
-        qref_status status = charge_bytes(r, raw, (uint64_t)n);
+        entry_bytes += (uint64_t)n;
+        r->produced = add_saturated(r->produced, (uint64_t)n);
+        qref_status status = check_byte_caps(r, raw, entry_bytes, r->produced, false);
         if (status != QREF_OK)
             return status;
     }
 }
 
-/* Reads an entry's data into a heap buffer owned by blob. */
+/*
+ * Reads an entry's data into a heap buffer owned by blob.
+ *
+ * The buffer starts at the declared size (already checked against the caps) or 1 MiB, grows
+ * by doubling, at most ARCHIVE_GROW_STEP at a time, and never past the entry's remaining budget
+ * plus one byte. Filling that last byte breaks a cap, so an entry over a cap fails right at the
+ * cap and its buffer never exceeds the cap by more than one byte.
+ */
 static qref_status read_entry_data(archive_reader *r, struct archive *a, struct archive_entry *entry,
                                    const char *raw, qref_blob *blob)
 {
-    /* Start from the declared size when it fits the budget, plus one byte for the read that returns EOF. */
-    uint64_t remaining = r->limits.max_total_bytes - r->produced;
-    uint64_t capacity = 1 << 20;
-    if (archive_entry_size_is_set(entry) && archive_entry_size(entry) >= 0 &&
-        (uint64_t)archive_entry_size(entry) <= remaining)
-        capacity = (uint64_t)archive_entry_size(entry) + 1;
-    if (capacity - 1 > remaining)
-        capacity = remaining + 1;
-    if (capacity > SIZE_MAX)
-        capacity = SIZE_MAX;
+    /* Step 1: a declared size must fit every cap before anything is allocated. */
+    uint64_t size_declared = 0;
+    bool has_size = declared_size(entry, &size_declared);
+    if (has_size) {
+        qref_status status =
+            check_byte_caps(r, raw, size_declared, add_saturated(r->produced, size_declared), true);
+        if (status != QREF_OK)
+            return status;
+    }
+    uint64_t ceiling = min_u64(add_saturated(entry_budget(r, 0), 1), SIZE_MAX);
+    uint64_t capacity = min_u64(has_size ? size_declared + 1 : ARCHIVE_FIRST_CAPACITY, ceiling);
 
+    /* Step 2: read block by block, checking the bytes produced after each block. */
     uint8_t *buffer = malloc((size_t)capacity);
     if (buffer == NULL)
         return qref_error_set(r->err, QREF_ERR_NOMEM, "%s: out of memory for %" PRIu64 " bytes of an entry", r->path,
                               capacity);
-    size_t size = 0;
+    if (capacity > r->largest_buffer)
+        r->largest_buffer = capacity;
+    uint64_t size = 0;
     for (;;) {
         if (size == capacity) {
-            /* Grow up to one byte past the budget, so an entry over the cap is seen as such. */
-            uint64_t budget = r->limits.max_total_bytes - r->produced;
-            uint64_t grown_capacity = capacity * 2;
-            if (grown_capacity - size - 1 > budget)
-                grown_capacity = size + budget + 1;
+            /* Not reached at the ceiling: the byte that filled it broke a cap below. */
+            uint64_t grown_capacity = min_u64(min_u64(capacity * 2, capacity + ARCHIVE_GROW_STEP), ceiling);
             uint8_t *grown = grown_capacity > capacity ? realloc(buffer, (size_t)grown_capacity) : NULL;
             if (grown == NULL) {
                 free(buffer);
@@ -342,22 +422,26 @@ static qref_status read_entry_data(archive_reader *r, struct archive *a, struct 
             }
             buffer = grown;
             capacity = grown_capacity;
+            if (capacity > r->largest_buffer)
+                r->largest_buffer = capacity;
         }
-        la_ssize_t n = archive_read_data(a, buffer + size, (size_t)(capacity - size));
+        uint64_t request = min_u64(capacity - size, ARCHIVE_BLOCK_SIZE);
+        la_ssize_t n = archive_read_data(a, buffer + size, (size_t)request);
         if (n < 0) {
             free(buffer);
             return archive_failure(r, a, raw, "cannot read the entry data");
         }
         if (n == 0)
             break;
-        qref_status status = charge_bytes(r, raw, (uint64_t)n);
+        size += (uint64_t)n;
+        r->produced = add_saturated(r->produced, (uint64_t)n);
+        qref_status status = check_byte_caps(r, raw, size, r->produced, false);
         if (status != QREF_OK) {
             free(buffer);
             return status;
         }
-        size += (size_t)n;
     }
-    qref_blob_adopt(blob, buffer, size);
+    qref_blob_adopt(blob, buffer, (size_t)size);
     return QREF_OK;
 }
 
@@ -505,7 +589,7 @@ static qref_status read_all_entries(archive_reader *r)
             break;
         }
         if (++r->entry_count > r->limits.max_entries) {
-            status = qref_error_set(r->err, QREF_ERR_NOMEM, "%s: the archive holds more than %zu entries", r->path,
+            status = qref_error_set(r->err, QREF_ERR_INVALID, "%s: the archive holds more than %zu entries", r->path,
                                     r->limits.max_entries);
             break;
         }
@@ -520,11 +604,69 @@ static int compare_files(const void *a, const void *b)
     return strcmp(((const qref_archive_file *)a)->name, ((const qref_archive_file *)b)->name);
 }
 
+/* A top-level folder name: the first component of a normalized entry name. */
+typedef struct folder_name {
+    const char *start;
+    size_t length;
+} folder_name;
+
+static int compare_folder_names(const void *a, const void *b)
+{
+    const folder_name *fa = a;
+    const folder_name *fb = b;
+    size_t n = fa->length < fb->length ? fa->length : fb->length;
+    int order = memcmp(fa->start, fb->start, n);
+    if (order != 0)
+        return order;
+    return fa->length < fb->length ? -1 : fa->length > fb->length;
+}
+
+/* Counts the distinct top-level folders of the entries seen, and names the first two in name order. */
+static qref_status find_top_folders(archive_reader *r, qref_archive_info *info)
+{
+    folder_name *folders = malloc((r->name_count ? r->name_count : 1) * sizeof *folders);
+    if (folders == NULL)
+        return qref_error_set(r->err, QREF_ERR_NOMEM, "%s: out of memory", r->path);
+    size_t count = 0;
+    for (size_t i = 0; i < r->name_count; i++) {
+        const char *name = r->names[i].name;
+        size_t length = first_component_length(name);
+        if (r->names[i].is_dir || name[length] == '/')
+            folders[count++] = (folder_name){name, length};
+    }
+    if (count > 1)
+        qsort(folders, count, sizeof *folders, compare_folder_names);
+    for (size_t i = 0; i < count; i++) {
+        if (i > 0 && compare_folder_names(&folders[i - 1], &folders[i]) == 0)
+            continue;
+        if (info->top_folder_count < 2) {
+            /* Components are at most ARCHIVE_MAX_COMPONENT (255) bytes, so the name fits. */
+            char *slot = info->top_folders[info->top_folder_count];
+            memcpy(slot, folders[i].start, folders[i].length);
+            slot[folders[i].length] = '\0';
+        }
+        info->top_folder_count++;
+    }
+    free(folders);
+    return QREF_OK;
+}
+
 qref_status qref_archive_read_files(const char *path, const qref_archive_limits *limits,
                                     qref_archive_file **files, size_t *count, qref_error *err)
 {
+    return qref_archive_read_files_info(path, limits, files, count, NULL, err);
+}
+
+qref_status qref_archive_read_files_info(const char *path, const qref_archive_limits *limits,
+                                         qref_archive_file **files, size_t *count,
+                                         qref_archive_info *info, qref_error *err)
+{
     *files = NULL;
     *count = 0;
+    qref_archive_info scratch_info;
+    if (info == NULL)
+        info = &scratch_info;
+    memset(info, 0, sizeof *info);
     archive_reader r = {.path = path, .strip_possible = true, .err = err};
     if (limits != NULL)
         r.limits = *limits;
@@ -542,11 +684,16 @@ qref_status qref_archive_read_files(const char *path, const qref_archive_limits 
 
     /* Step 1: every entry, checked; top-level candidates read into memory. */
     qref_status status = read_all_entries(&r);
+    info->bytes_produced = r.produced;
+    info->largest_buffer = r.largest_buffer;
     if (status == QREF_OK)
         status = check_duplicate_names(&r);
+    if (status == QREF_OK)
+        status = find_top_folders(&r, info);
 
     /* Step 2: strip the common folder, or keep only true top-level files. */
     int keep_depth = r.strip_possible && r.top != NULL ? 2 : 1;
+    info->top_folder_stripped = status == QREF_OK && keep_depth == 2;
     qref_archive_file *out = NULL;
     size_t out_count = 0;
     if (status == QREF_OK && r.kept_count > 0) {
