@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "core/qref_checked.h"
@@ -35,6 +36,7 @@ struct qref_snapshot {
     qref_safetensors *weights; /* parsed weight files, each owning its tensors' file names */
     size_t weight_count;
     qref_tensor_set tensors;   /* merged, sorted by name; names owned, data in the blobs */
+    qref_archive_info archive; /* what the archive reader found; zero for a folder or file */
 };
 
 typedef enum snapshot_kind {
@@ -43,14 +45,16 @@ typedef enum snapshot_kind {
     SNAPSHOT_KIND_ARCHIVE,
 } snapshot_kind;
 
+/* Matched without ASCII case; keep in step with the list in io/qref_snapshot.h. */
 static const char *const archive_suffixes[] = {
     ".tar", ".tar.gz", ".tgz", ".zip", ".tar.xz", ".txz", ".tar.zst", ".tzst",
 };
 
+/* True when s ends with suffix, compared without ASCII case. */
 static bool has_suffix(const char *s, const char *suffix)
 {
     size_t n = strlen(s), m = strlen(suffix);
-    return n >= m && strcmp(s + n - m, suffix) == 0;
+    return n >= m && strcasecmp(s + n - m, suffix) == 0;
 }
 
 static char *join_path(const char *folder, const char *separator, const char *name)
@@ -174,7 +178,7 @@ static qref_status read_folder(qref_snapshot *snapshot, size_t max_files, qref_e
                                     strerror(errno));
         } else if (S_ISREG(st.st_mode)) {
             if (snapshot->file_count >= max_files) {
-                status = qref_error_set(err, QREF_ERR_NOMEM, "%s: the folder holds more than %zu files",
+                status = qref_error_set(err, QREF_ERR_INVALID, "%s: the folder holds more than %zu files",
                                         snapshot->path, max_files);
             } else {
                 qref_blob blob;
@@ -206,7 +210,8 @@ static qref_status read_archive(qref_snapshot *snapshot, const qref_archive_limi
 {
     qref_archive_file *files;
     size_t count;
-    qref_status status = qref_archive_read_files(snapshot->path, limits, &files, &count, err);
+    qref_status status =
+        qref_archive_read_files_info(snapshot->path, limits, &files, &count, &snapshot->archive, err);
     if (status != QREF_OK)
         return status;
     /* qref_archive_file and qref_snapshot_file hold the same fields; move each one over. */
@@ -482,6 +487,27 @@ static qref_status load_sharded_weights(qref_snapshot *snapshot, snapshot_kind k
     return status;
 }
 
+/* Reports that no weight file was found, naming the archive's top-level folders when they are the likely cause. */
+static qref_status report_missing_weights(const qref_snapshot *snapshot, snapshot_kind kind, qref_error *err)
+{
+    const qref_archive_info *archive = &snapshot->archive;
+    if (kind == SNAPSHOT_KIND_ARCHIVE && !archive->top_folder_stripped && archive->top_folder_count >= 2)
+        return qref_error_set(err, QREF_ERR_INVALID,
+                              "%s: no weights at the top level of the archive, which contains %zu top-level folders "
+                              "(\"%s\", \"%s\"%s); a snapshot archive must contain one snapshot, either at its "
+                              "top level or in a single top-level folder",
+                              snapshot->path, archive->top_folder_count, archive->top_folders[0],
+                              archive->top_folders[1], archive->top_folder_count > 2 ? ", ..." : "");
+    if (kind == SNAPSHOT_KIND_ARCHIVE && !archive->top_folder_stripped && archive->top_folder_count == 1)
+        return qref_error_set(err, QREF_ERR_INVALID,
+                              "%s: no weights: neither %s nor %s is at the top level of the archive; the files in "
+                              "its top-level folder \"%s\" are not read, because the archive has top-level files "
+                              "too (expected one snapshot, either at the top level or in a single folder)",
+                              snapshot->path, SINGLE_WEIGHTS_NAME, INDEX_NAME, archive->top_folders[0]);
+    return qref_error_set(err, QREF_ERR_INVALID, "%s: no weights: neither %s nor %s is in the snapshot",
+                          snapshot->path, SINGLE_WEIGHTS_NAME, INDEX_NAME);
+}
+
 static qref_status load_weights(qref_snapshot *snapshot, snapshot_kind kind, qref_error *err)
 {
     if (kind == SNAPSHOT_KIND_SAFETENSORS) {
@@ -507,8 +533,7 @@ static qref_status load_weights(qref_snapshot *snapshot, snapshot_kind kind, qre
                               "%s: the weights are a pickle checkpoint (pytorch_model.bin), which is not read; "
                               "convert it to safetensors",
                               snapshot->path);
-    return qref_error_set(err, QREF_ERR_INVALID, "%s: no weights: neither %s nor %s is in the snapshot",
-                          snapshot->path, SINGLE_WEIGHTS_NAME, INDEX_NAME);
+    return report_missing_weights(snapshot, kind, err);
 }
 
 /* ---- Step 3: one tensor set ------------------------------------------------------------ */
@@ -569,7 +594,7 @@ static qref_status classify_path(const char *path, snapshot_kind *kind, qref_err
     }
     return qref_error_set(err, QREF_ERR_UNSUPPORTED,
                           "%s: expected a snapshot folder, a .safetensors file or an archive (.tar, .tar.gz, .tgz, "
-                          ".zip, .tar.xz, .tar.zst)",
+                          ".zip, .tar.xz, .txz, .tar.zst or .tzst, in any letter case)",
                           path);
 }
 

@@ -1,13 +1,17 @@
 /*
  * A Hugging Face model snapshot opened read-only from a folder, a single .safetensors file,
- * or a .tar / .tar.gz / .tgz / .zip archive of a snapshot folder (.tar.xz and .tar.zst too
- * when libarchive has those decoders built in).
+ * or an archive of a snapshot. An archive is recognized by its name, which must end in .tar,
+ * .tar.gz, .tgz, .zip, .tar.xz, .txz, .tar.zst or .tzst (any letter case, so .ZIP and .TAR.GZ
+ * too). Its content decides how it is read: tar or zip, uncompressed or compressed with gzip,
+ * xz or zstd, the last two only when libarchive has those decoders built in.
  *
  * A folder's top-level regular files are mapped with mmap. Symbolic links to files are
  * followed, as the Hugging Face cache uses them, and subfolders are ignored. Archive entries
  * are read in place through libarchive into memory and never extracted to disk (see
  * io/qref_archive.h for the rules on entry types, names and sizes). An archive whose entries
- * all sit in one top-level folder is read as that folder.
+ * all sit in one top-level folder is read as that folder. An archive contains one snapshot.
+ * When the weights are missing from its top level and it contains several top-level folders,
+ * the error names two of them.
  *
  * Weights come from model.safetensors, or from the shards named by
  * model.safetensors.index.json, whose weight_map must agree exactly with the shard headers.

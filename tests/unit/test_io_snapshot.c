@@ -440,6 +440,53 @@ static void snapshot_archive_mixed_levels(void **state)
     };
     write_archive(test_tmp_path("mixed.tar"), ARCHIVE_TAR, members, 2);
     assert_open_fails(test_tmp_path("mixed.tar"), QREF_ERR_INVALID, "no weights");
+    assert_open_fails(test_tmp_path("mixed.tar"), QREF_ERR_INVALID,
+                      "the files in its top-level folder \"snap\" are not read, because the archive has top-level "
+                      "files too");
+    qref_snapshot_free(folder);
+}
+
+/* Two snapshots side by side: the message names two of the folders and expects one snapshot. */
+static void snapshot_archive_several_folders(void **state)
+{
+    (void)state;
+    qref_snapshot *folder = open_ok(test_fixture_path(STORIES));
+    char names[3 * STORIES_FILE_COUNT][256];
+    member members[3 * STORIES_FILE_COUNT + 1];
+    size_t count = stories_members(folder, "b/", members, names);
+    count += stories_members(folder, "a/", members + count, names + count);
+    count += stories_members(folder, "c/", members + count, names + count);
+
+    write_archive(test_tmp_path("two_snapshots.zip"), ARCHIVE_ZIP, members, 2 * STORIES_FILE_COUNT);
+    char phrase[8192];
+    snprintf(phrase, sizeof phrase,
+             "%s: no weights at the top level of the archive, which contains 2 top-level folders (\"a\", "
+             "\"b\"); a snapshot archive must contain one snapshot",
+             test_tmp_path("two_snapshots.zip"));
+    assert_open_fails(test_tmp_path("two_snapshots.zip"), QREF_ERR_INVALID, phrase);
+
+    /* Three folders and a top-level file: the first two in name order, and a mark for more. */
+    members[count++] = (member){"README.md", AE_IFREG, "# two\n", 6, NULL};
+    write_archive(test_tmp_path("three_snapshots.tar"), ARCHIVE_TAR, members, count);
+    assert_open_fails(test_tmp_path("three_snapshots.tar"), QREF_ERR_INVALID,
+                      "contains 3 top-level folders (\"a\", \"b\", ...); a snapshot archive must contain one "
+                      "snapshot");
+
+    /* The folders an archive reader reports, beside its files. */
+    qref_archive_file *files = NULL;
+    size_t file_count = 0;
+    qref_archive_info info;
+    qref_error err = {0};
+    assert_int_equal(qref_archive_read_files_info(test_tmp_path("three_snapshots.tar"), NULL, &files, &file_count,
+                                                  &info, &err),
+                     QREF_OK);
+    assert_int_equal(file_count, 1);
+    assert_string_equal(files[0].name, "README.md");
+    assert_int_equal(info.top_folder_count, 3);
+    assert_string_equal(info.top_folders[0], "a");
+    assert_string_equal(info.top_folders[1], "b");
+    assert_false(info.top_folder_stripped);
+    qref_archive_files_free(files, file_count);
     qref_snapshot_free(folder);
 }
 
@@ -579,12 +626,15 @@ static void snapshot_archive_limits(void **state)
 
     limits.max_entries = 3;
     test_assert_error(qref_snapshot_open_with_limits(test_tmp_path("limits.tar"), &limits, &snapshot, &err), &err,
-                 QREF_ERR_NOMEM, "the archive holds more than 3 entries");
+                 QREF_ERR_INVALID, "the archive holds more than 3 entries");
+    /* The same cap applies to the files of a folder; the fixture folder has 4. */
+    test_assert_error(qref_snapshot_open_with_limits(test_fixture_path(STORIES), &limits, &snapshot, &err), &err,
+                 QREF_ERR_INVALID, "the folder holds more than 3 files");
 
     qref_archive_limits_init(&limits);
     limits.max_total_bytes = 100000; /* the fixture's weights alone are 1,044,992 bytes */
     test_assert_error(qref_snapshot_open_with_limits(test_tmp_path("limits.tar"), &limits, &snapshot, &err), &err,
-                 QREF_ERR_NOMEM, "decompresses to more than the limit of 100000 bytes");
+                 QREF_ERR_INVALID, "decompresses to more than the limit of 100000 bytes");
 
     qref_archive_limits_init(&limits);
     limits.max_name_length = 10;
@@ -601,8 +651,221 @@ static void snapshot_archive_limits(void **state)
     limits.max_ratio = 20;
     limits.ratio_floor_bytes = 1u << 20;
     test_assert_error(qref_snapshot_open_with_limits(test_tmp_path("bomb.tar.gz"), &limits, &snapshot, &err), &err,
-                 QREF_ERR_NOMEM, "exceed the compression ratio limit of 20:1");
+                 QREF_ERR_INVALID, "break the compression ratio limit of 20:1");
     assert_null(snapshot);
+    qref_snapshot_free(folder);
+}
+
+/* ---- Archive bombs ----------------------------------------------------------------------- */
+
+/* 64 MiB of zeros, the payload of the bombs below; deflate and gzip shrink it about 1000 times. */
+#define BOMB_BYTES ((size_t)64 << 20)
+#define BOMB_ENTRY "snap/model.safetensors"
+
+static void write_bomb(const char *path, archive_kind kind)
+{
+    char *zeros = calloc(1, BOMB_BYTES);
+    assert_non_null(zeros);
+    member bomb[] = {{BOMB_ENTRY, AE_IFREG, zeros, BOMB_BYTES, NULL}};
+    write_archive(path, kind, bomb, 1);
+    free(zeros);
+}
+
+static uint32_t load_le32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void store_le32(unsigned char *p, uint32_t value)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(value >> (8 * i));
+}
+
+/*
+ * Rewrites the uncompressed size of the one entry of a zip that libarchive wrote (no comment, no
+ * zip64 fields) in the central directory, the local header and the data descriptor. Every header
+ * then declares `declared` bytes, while the data still inflates to BOMB_BYTES. Offsets are
+ * those of the PKWARE APPNOTE: end of central directory record 22 bytes from the end, central
+ * directory offset at +16; in the central directory header the compressed size is at +20, the
+ * uncompressed size at +24 and the local header offset at +42; in the local header the
+ * uncompressed size is at +22 and the name and extra lengths at +26 and +28; in the data
+ * descriptor (flag bit 3) the uncompressed size is at +12.
+ */
+static void lie_about_zip_size(const char *path, uint32_t declared)
+{
+    size_t size;
+    unsigned char *zip = (unsigned char *)test_read_file(path, &size);
+    assert_true(size > 22);
+    unsigned char *end = zip + size - 22;
+    assert_memory_equal(end, "PK\x05\x06", 4);
+    unsigned char *central = zip + load_le32(end + 16);
+    assert_memory_equal(central, "PK\x01\x02", 4);
+    unsigned char *local = zip + load_le32(central + 42);
+    assert_memory_equal(local, "PK\x03\x04", 4);
+    assert_int_equal(load_le32(central + 24), BOMB_BYTES);
+    store_le32(central + 24, declared);
+    store_le32(local + 22, declared);
+    if (local[6] & 0x08) {
+        size_t name_length = (size_t)local[26] | (size_t)local[27] << 8;
+        size_t extra_length = (size_t)local[28] | (size_t)local[29] << 8;
+        unsigned char *descriptor = local + 30 + name_length + extra_length + load_le32(central + 20);
+        assert_memory_equal(descriptor, "PK\x07\x08", 4);
+        store_le32(descriptor + 12, declared);
+    }
+    test_write_file(path, zip, size);
+    free(zip);
+}
+
+/* Opens path with limits through both readers, asserting status, phrase and what the archive reader did. */
+static void assert_bomb_rejected(const char *path, const qref_archive_limits *limits, const char *phrase,
+                                 qref_archive_info *info)
+{
+    qref_snapshot *snapshot = NULL;
+    qref_error err = {0};
+    test_assert_error(qref_snapshot_open_with_limits(path, limits, &snapshot, &err), &err, QREF_ERR_INVALID, phrase);
+    assert_null(snapshot);
+
+    qref_archive_file *files = NULL;
+    size_t count = 0;
+    test_assert_error(qref_archive_read_files_info(path, limits, &files, &count, info, &err), &err, QREF_ERR_INVALID,
+                      phrase);
+    assert_null(files);
+    assert_int_equal(count, 0);
+}
+
+/* An honest header declares the bomb's size: each cap rejects it before a byte is decompressed or allocated. */
+static void snapshot_archive_bomb_declared(void **state)
+{
+    (void)state;
+    static const archive_kind kinds[] = {ARCHIVE_ZIP, ARCHIVE_TAR_GZ};
+    static const char *const files[] = {"declared_bomb.zip", "declared_bomb.tar.gz"};
+    for (size_t k = 0; k < 2; k++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s", test_tmp_path(files[k]));
+        write_bomb(path, kinds[k]);
+        qref_archive_limits limits;
+        qref_archive_info info;
+        char phrase[8192];
+
+        /* The ratio: 64 MiB from an archive of about 64 KiB is about 1000:1, far past 20:1. */
+        qref_archive_limits_init(&limits);
+        limits.max_ratio = 20;
+        limits.ratio_floor_bytes = 1u << 20;
+        snprintf(phrase, sizeof phrase, "%s: entry \"" BOMB_ENTRY "\": 67108864 bytes declared through this entry, ",
+                 path);
+        assert_bomb_rejected(path, &limits, phrase, &info);
+        assert_bomb_rejected(path, &limits, "break the compression ratio limit of 20:1 (archive bomb?); the entry "
+                             "was not read", &info);
+        assert_int_equal(info.bytes_produced, 0);
+        assert_int_equal(info.largest_buffer, 0);
+
+        /* One entry's size. */
+        qref_archive_limits_init(&limits);
+        limits.max_entry_bytes = 1u << 20;
+        snprintf(phrase, sizeof phrase,
+                 "%s: entry \"" BOMB_ENTRY "\" declares 67108864 bytes, more than the limit of 1048576 bytes for "
+                 "one entry; the entry was not read",
+                 path);
+        assert_bomb_rejected(path, &limits, phrase, &info);
+        assert_int_equal(info.bytes_produced, 0);
+        assert_int_equal(info.largest_buffer, 0);
+
+        /* The whole archive's size. */
+        qref_archive_limits_init(&limits);
+        limits.max_total_bytes = 1u << 20;
+        assert_bomb_rejected(path, &limits,
+                             "the archive decompresses to more than the limit of 1048576 bytes (67108864 bytes "
+                             "declared through this entry); the entry was not read",
+                             &info);
+        assert_int_equal(info.bytes_produced, 0);
+        assert_int_equal(info.largest_buffer, 0);
+    }
+}
+
+/*
+ * A zip whose headers declare 4096 bytes for the 64 MiB of zeros. Reading must stop one byte past
+ * the cap, with no buffer larger than the cap plus one byte. bytes_produced shows that the reader
+ * decompressed about 1 MiB of the 64 MiB, so the error comes at once.
+ */
+static void snapshot_archive_bomb_lying_header(void **state)
+{
+    (void)state;
+    char path[4096];
+    snprintf(path, sizeof path, "%s", test_tmp_path("lying_bomb.zip"));
+    write_bomb(path, ARCHIVE_ZIP);
+    lie_about_zip_size(path, 4096);
+    size_t archive_size;
+    free(test_read_file(path, &archive_size));
+    qref_archive_limits limits;
+    qref_archive_info info;
+    char phrase[8192];
+
+    /* One entry's size: 1 MiB + 1 bytes come out, then the reader stops. */
+    qref_archive_limits_init(&limits);
+    limits.max_entry_bytes = 1u << 20;
+    snprintf(phrase, sizeof phrase,
+             "%s: entry \"" BOMB_ENTRY "\" decompressed to 1048577 bytes, more than the limit of 1048576 bytes for "
+             "one entry; reading stopped there",
+             path);
+    assert_bomb_rejected(path, &limits, phrase, &info);
+    assert_int_equal(info.bytes_produced, (1u << 20) + 1);
+    assert_true(info.largest_buffer <= (1u << 20) + 1);
+    assert_true(info.largest_buffer > 4096); /* the buffer grew past the declared size */
+
+    /* The whole archive's size. */
+    qref_archive_limits_init(&limits);
+    limits.max_total_bytes = 2u << 20;
+    assert_bomb_rejected(path, &limits,
+                         "the archive decompresses to more than the limit of 2097152 bytes (2097153 bytes "
+                         "decompressed through this entry); reading stopped there",
+                         &info);
+    assert_int_equal(info.bytes_produced, (2u << 20) + 1);
+    assert_true(info.largest_buffer <= (2u << 20) + 1);
+
+    /*
+     * The ratio: the check fails once the total passes the floor and total / archive size reaches
+     * 20, so the largest total allowed is max(floor, 20 * size - 1), and reading stops one byte on.
+     */
+    qref_archive_limits_init(&limits);
+    limits.max_ratio = 20;
+    limits.ratio_floor_bytes = 1u << 20;
+    uint64_t allowed = 20 * (uint64_t)archive_size - 1;
+    if (allowed < limits.ratio_floor_bytes)
+        allowed = limits.ratio_floor_bytes;
+    snprintf(phrase, sizeof phrase, "%s: entry \"" BOMB_ENTRY "\": %llu bytes decompressed through this entry", path,
+             (unsigned long long)(allowed + 1));
+    assert_bomb_rejected(path, &limits, phrase, &info);
+    assert_bomb_rejected(path, &limits, "break the compression ratio limit of 20:1 (archive bomb?); reading stopped "
+                         "there", &info);
+    assert_int_equal(info.bytes_produced, allowed + 1);
+    assert_true(info.largest_buffer <= allowed + 1);
+}
+
+/* Archive suffixes match in any letter case. */
+static void snapshot_archive_suffix_case(void **state)
+{
+    (void)state;
+    qref_snapshot *folder = open_ok(test_fixture_path(STORIES));
+    char names[STORIES_FILE_COUNT][256];
+    member members[STORIES_FILE_COUNT];
+    size_t count = stories_members(folder, "snap/", members, names);
+    static const struct {
+        const char *file;
+        archive_kind kind;
+    } cases[] = {
+        {"UPPER.ZIP", ARCHIVE_ZIP},
+        {"UPPER.TGZ", ARCHIVE_TAR_GZ},
+        {"UPPER.TAR.GZ", ARCHIVE_TAR_GZ},
+        {"Mixed.Tar", ARCHIVE_TAR},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        write_archive(test_tmp_path(cases[i].file), cases[i].kind, members, count);
+        qref_snapshot *packed = open_ok(test_tmp_path(cases[i].file));
+        assert_stories_files(packed, folder);
+        assert_same_tensors(qref_snapshot_tensors(packed), qref_snapshot_tensors(folder));
+        qref_snapshot_free(packed);
+    }
     qref_snapshot_free(folder);
 }
 
@@ -642,10 +905,14 @@ int main(void)
         cmocka_unit_test(snapshot_tensor_in_two_shards),
         cmocka_unit_test(snapshot_archives_match_folder),
         cmocka_unit_test(snapshot_archive_mixed_levels),
+        cmocka_unit_test(snapshot_archive_several_folders),
         cmocka_unit_test(snapshot_archive_rejects_unsafe_names),
         cmocka_unit_test(snapshot_archive_rejects_links_and_devices),
         cmocka_unit_test(snapshot_archive_rejects_duplicates),
         cmocka_unit_test(snapshot_archive_limits),
+        cmocka_unit_test(snapshot_archive_bomb_declared),
+        cmocka_unit_test(snapshot_archive_bomb_lying_header),
+        cmocka_unit_test(snapshot_archive_suffix_case),
         cmocka_unit_test(snapshot_archive_not_an_archive),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
