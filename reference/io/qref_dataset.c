@@ -5,11 +5,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "io/qref_blob.h"
 
 /* An archive with more entries than this is rejected; the canonical zip has 4. */
 #define WIKITEXT_MAX_ENTRIES 10000
+/* Bytes decompressed per read, and the first buffer for an entry without a declared size. */
+#define WIKITEXT_READ_BLOCK ((size_t)64 << 10)
+#define WIKITEXT_FIRST_CAPACITY ((size_t)1 << 20)
 
 const char *qref_wikitext_entry_name(qref_wikitext_split split)
 {
@@ -19,6 +23,30 @@ const char *qref_wikitext_entry_name(qref_wikitext_split split)
     case QREF_WIKITEXT_TRAIN: return "wikitext-2-raw/wiki.train.raw";
     }
     return "wikitext-2-raw/wiki.test.raw";
+}
+
+/*
+ * Split name and row count as the Hugging Face dataset card of Salesforce/wikitext lists them
+ * for the wikitext-2-raw-v1 configuration (num_examples), for messages.
+ */
+static const char *split_name(qref_wikitext_split split)
+{
+    switch (split) {
+    case QREF_WIKITEXT_TEST: return "test";
+    case QREF_WIKITEXT_VALID: return "validation";
+    case QREF_WIKITEXT_TRAIN: return "train";
+    }
+    return "test";
+}
+
+static int split_row_count(qref_wikitext_split split)
+{
+    switch (split) {
+    case QREF_WIKITEXT_TEST: return 4358;
+    case QREF_WIKITEXT_VALID: return 3760;
+    case QREF_WIKITEXT_TRAIN: return 36718;
+    }
+    return 4358;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -68,10 +96,16 @@ static bool is_python_space(uint32_t cp)
            cp == 0x2029 || cp == 0x202f || cp == 0x205f || cp == 0x3000;
 }
 
-static qref_status check_utf8(const char *display, const uint8_t *text, size_t size,
+/* Checks that text is UTF-8 without a NUL byte; WikiText-2 has none, and a NUL ends C strings. */
+static qref_status check_text(const char *display, const uint8_t *text, size_t size,
                               qref_error *err)
 {
     for (size_t pos = 0; pos < size;) {
+        if (text[pos] == 0)
+            return qref_error_set(err, QREF_ERR_INVALID,
+                                  "%s: byte %zu is a NUL byte (0x00), expected text without NUL "
+                                  "bytes",
+                                  display, pos);
         uint32_t cp = 0;
         size_t length = utf8_decode(text + pos, size - pos, &cp);
         if (length == 0)
@@ -122,11 +156,15 @@ static size_t next_line(const uint8_t *text, size_t size, size_t pos, size_t *co
 }
 
 static qref_status build_texts(const char *display, const uint8_t *raw, size_t size,
-                               qref_wikitext *out, qref_error *err)
+                               qref_wikitext_split split, qref_wikitext *out, qref_error *err)
 {
-    qref_status status = check_utf8(display, raw, size, err);
+    qref_status status = check_text(display, raw, size, err);
     if (status != QREF_OK)
         return status;
+    if (size == 0)
+        return qref_error_set(err, QREF_ERR_INVALID,
+                              "%s: no text (expected the WikiText-2 %s split, %d rows)", display,
+                              split_name(split), split_row_count(split));
 
     /* llama.cpp: the bytes as read, minus one trailing newline. */
     size_t llamacpp_size = size > 0 && raw[size - 1] == '\n' ? size - 1 : size;
@@ -142,7 +180,7 @@ static qref_status build_texts(const char *display, const uint8_t *raw, size_t s
     out->llamacpp_size = llamacpp_size;
 
     /* Hugging Face rows: a blank line becomes "", any other line keeps its "\n". */
-    size_t n = 0, rows = 0;
+    size_t n = 0, rows = 0, text_rows = 0;
     for (size_t pos = 0; pos < size;) {
         size_t content_end = 0;
         bool terminated = false;
@@ -156,6 +194,7 @@ static qref_status build_texts(const char *display, const uint8_t *raw, size_t s
             n += content_end - pos;
             if (terminated)
                 out->study_text[n++] = '\n';
+            text_rows++;
         }
         rows++;
         pos = next;
@@ -163,6 +202,11 @@ static qref_status build_texts(const char *display, const uint8_t *raw, size_t s
     out->study_text[n] = '\0';
     out->study_size = n;
     out->row_count = rows;
+    if (text_rows == 0)
+        return qref_error_set(err, QREF_ERR_INVALID,
+                              "%s: no text, only %zu blank rows (expected the WikiText-2 %s split, "
+                              "%d rows)",
+                              display, rows, split_name(split), split_row_count(split));
     return QREF_OK;
 }
 
@@ -194,32 +238,51 @@ static const char *unsafe_name_reason(const char *name)
     return NULL;
 }
 
-/* Reads the current entry's data into a heap buffer, stopping at the size limit. */
-static qref_status read_entry(struct archive *archive, const char *display, const char *name,
-                              uint8_t **data, size_t *size, qref_error *err)
+/*
+ * Reads the current entry's data into a heap buffer. A declared size over
+ * QREF_WIKITEXT_MAX_BYTES is rejected before anything is allocated. Otherwise the buffer grows
+ * by doubling up to one byte past the limit, and the bytes produced are checked after each
+ * block, so an entry that decompresses to more (a header that lies low) stops right there.
+ */
+static qref_status read_entry(struct archive *archive, struct archive_entry *entry,
+                              const char *display, const char *name, uint8_t **data,
+                              size_t *size, qref_error *err)
 {
-    size_t capacity = 1 << 20, used = 0;
+    const size_t ceiling = QREF_WIKITEXT_MAX_BYTES + 1;
+    size_t capacity = WIKITEXT_FIRST_CAPACITY;
+    if (archive_entry_size_is_set(entry) && archive_entry_size(entry) >= 0) {
+        la_int64_t declared = archive_entry_size(entry);
+        if ((uint64_t)declared > QREF_WIKITEXT_MAX_BYTES)
+            return qref_error_set(err, QREF_ERR_INVALID,
+                                  "%s: entry \"%s\" declares %lld bytes, more than the %zu-byte "
+                                  "limit for a WikiText-2 split; the entry was not read",
+                                  display, name, (long long)declared, QREF_WIKITEXT_MAX_BYTES);
+        capacity = (size_t)declared + 1;
+    }
+    if (capacity > ceiling)
+        capacity = ceiling;
+
     uint8_t *buffer = malloc(capacity);
     if (buffer == NULL)
-        return qref_error_set(err, QREF_ERR_NOMEM, "%s: out of memory", display);
+        return qref_error_set(err, QREF_ERR_NOMEM, "%s: out of memory for %zu bytes", display,
+                              capacity);
+    size_t used = 0;
     for (;;) {
         if (used == capacity) {
-            if (capacity > QREF_WIKITEXT_MAX_BYTES) {
-                free(buffer);
-                return qref_error_set(err, QREF_ERR_INVALID,
-                                      "%s: entry \"%s\" is larger than %zu bytes, expected a "
-                                      "WikiText-2 split",
-                                      display, name, QREF_WIKITEXT_MAX_BYTES);
-            }
-            uint8_t *grown = realloc(buffer, capacity * 2);
+            /* Never at the ceiling: the byte that filled it broke the limit below. */
+            size_t grown_capacity = capacity > ceiling / 2 ? ceiling : capacity * 2;
+            uint8_t *grown = realloc(buffer, grown_capacity);
             if (grown == NULL) {
                 free(buffer);
-                return qref_error_set(err, QREF_ERR_NOMEM, "%s: out of memory", display);
+                return qref_error_set(err, QREF_ERR_NOMEM, "%s: out of memory for %zu bytes",
+                                      display, grown_capacity);
             }
             buffer = grown;
-            capacity *= 2;
+            capacity = grown_capacity;
         }
-        la_ssize_t got = archive_read_data(archive, buffer + used, capacity - used);
+        size_t request = capacity - used < WIKITEXT_READ_BLOCK ? capacity - used
+                                                               : WIKITEXT_READ_BLOCK;
+        la_ssize_t got = archive_read_data(archive, buffer + used, request);
         if (got < 0) {
             qref_error_set(err, QREF_ERR_INVALID, "%s: entry \"%s\" cannot be read: %s", display,
                            name, archive_error_string(archive));
@@ -229,13 +292,13 @@ static qref_status read_entry(struct archive *archive, const char *display, cons
         if (got == 0)
             break;
         used += (size_t)got;
-    }
-    if (used > QREF_WIKITEXT_MAX_BYTES) {
-        free(buffer);
-        return qref_error_set(err, QREF_ERR_INVALID,
-                              "%s: entry \"%s\" is larger than %zu bytes, expected a WikiText-2 "
-                              "split",
-                              display, name, QREF_WIKITEXT_MAX_BYTES);
+        if (used > QREF_WIKITEXT_MAX_BYTES) {
+            free(buffer);
+            return qref_error_set(err, QREF_ERR_INVALID,
+                                  "%s: entry \"%s\" decompressed to %zu bytes, more than the "
+                                  "%zu-byte limit for a WikiText-2 split; reading stopped there",
+                                  display, name, used, QREF_WIKITEXT_MAX_BYTES);
+        }
     }
     *data = buffer;
     *size = used;
@@ -255,8 +318,11 @@ static qref_status read_zip_entry(const char *display, const uint8_t *data, size
     /* Zip only: no other format reader and no external filter program is enabled. */
     archive_read_support_format_zip(archive);
     if (archive_read_open_memory(archive, data, size) != ARCHIVE_OK) {
-        qref_error_set(err, QREF_ERR_INVALID, "%s: not a readable zip archive: %s", display,
-                       archive_error_string(archive));
+        const char *reason = archive_error_string(archive);
+        qref_error_set(err, QREF_ERR_INVALID,
+                       "%s: not a zip archive (libarchive: %s), expected wikitext-2-raw-v1.zip or "
+                       "a raw split file such as wiki.test.raw",
+                       display, reason != NULL ? reason : "unknown error");
         archive_read_free(archive);
         return QREF_ERR_INVALID;
     }
@@ -308,7 +374,7 @@ static qref_status read_zip_entry(const char *display, const uint8_t *data, size
                                     "%s: zip entry \"%s\" is not a regular file", display, name);
             break;
         }
-        status = read_entry(archive, display, name, raw, raw_size, err);
+        status = read_entry(archive, entry, display, name, raw, raw_size, err);
         if (status != QREF_OK)
             break;
     }
@@ -331,8 +397,12 @@ static qref_status read_zip_entry(const char *display, const uint8_t *data, size
 /* Entry points                                                                               */
 /* ------------------------------------------------------------------------------------------ */
 
-static bool is_zip(const uint8_t *data, size_t size)
+/* A zip by its local file header signature, or by a name ending in ".zip" in any letter case. */
+static bool is_zip(const char *display, const uint8_t *data, size_t size)
 {
+    size_t length = strlen(display);
+    if (length >= 4 && strcasecmp(display + length - 4, ".zip") == 0)
+        return true;
     return size >= 4 && memcmp(data, "PK\x03\x04", 4) == 0;
 }
 
@@ -348,7 +418,7 @@ qref_status qref_wikitext_load_memory(const char *display, const uint8_t *data, 
     uint8_t *entry = NULL;
     const uint8_t *raw = data;
     size_t raw_size = size;
-    if (is_zip(data, size)) {
+    if (is_zip(display, data, size)) {
         const char *wanted = qref_wikitext_entry_name(split);
         qref_status status = read_zip_entry(display, data, size, wanted, &entry, &raw_size, err);
         if (status != QREF_OK)
@@ -370,7 +440,7 @@ qref_status qref_wikitext_load_memory(const char *display, const uint8_t *data, 
         char entry_display[1024];
         snprintf(entry_display, sizeof entry_display, "%s%s%s", display,
                  out->from_archive ? ": " : "", out->from_archive ? qref_wikitext_entry_name(split) : "");
-        status = build_texts(entry_display, raw, raw_size, out, err);
+        status = build_texts(entry_display, raw, raw_size, split, out, err);
     }
     free(entry);
     if (status != QREF_OK)

@@ -16,7 +16,11 @@
  * A zip archive is read in memory through libarchive, never extracted: only the entry
  * `wikitext-2-raw/wiki.<split>.raw` is read, and the archive is rejected when any entry name is
  * absolute, contains a ".." component or a backslash, or when the wanted entry is missing,
- * duplicated, not a regular file or larger than QREF_WIKITEXT_MAX_BYTES.
+ * duplicated, not a regular file or larger than QREF_WIKITEXT_MAX_BYTES. The entry's declared
+ * size is checked before anything is allocated, and the bytes it decompresses to are checked
+ * after each 64 KiB block, so a zip bomb stops one byte past the limit.
+ *
+ * The text must be UTF-8 without NUL bytes and hold at least one row that is not blank.
  */
 #ifndef QREF_DATASET_H
 #define QREF_DATASET_H
@@ -52,10 +56,12 @@ typedef struct qref_wikitext {
 const char *qref_wikitext_entry_name(qref_wikitext_split split);
 
 /*
- * Reads a raw split file or a zip archive (recognized by its "PK\3\4" signature) from memory;
- * display names the input in messages. split selects the archive entry and is not checked for
- * a raw file. Fails with QREF_ERR_INVALID on text that is not UTF-8 (Python's strict decoder
- * would raise) and on a rejected archive.
+ * Reads a raw split file or a zip archive from memory; display names the input in messages. The
+ * input is read as a zip when display ends in ".zip" (in any letter case) or the data starts
+ * with the "PK\3\4" signature. split selects the archive entry and names the expected split in
+ * messages; a raw file's content is not checked against it. Fails with QREF_ERR_INVALID on text
+ * that is not UTF-8 (Python's strict decoder would raise), contains a NUL byte or has no
+ * non-blank row, and on a rejected archive, including a .zip name on a file that is not a zip.
  */
 qref_status qref_wikitext_load_memory(const char *display, const uint8_t *data, size_t size,
                                       qref_wikitext_split split, qref_wikitext *out,

@@ -109,18 +109,58 @@ static void test_rows_from_crafted_text(void **state)
                         "a\r\nb\rc\n \t\n\xe3\x80\x80\n\xc2\x85\nx\x0cy\nlast");
     qref_wikitext_free(&wikitext);
 
-    /* Exactly one trailing newline goes; an empty file gives no rows. */
+    /* Exactly one trailing newline goes. */
     load_text("x\n\n", &wikitext);
     assert_int_equal(wikitext.row_count, 2);
     assert_string_equal(wikitext.study_text, "x\n\n\n");
     assert_string_equal(wikitext.llamacpp_text, "x\n");
     qref_wikitext_free(&wikitext);
+}
 
-    load_text("", &wikitext);
-    assert_int_equal(wikitext.row_count, 0);
-    assert_int_equal(wikitext.study_size, 0);
-    assert_int_equal(wikitext.llamacpp_size, 0);
-    qref_wikitext_free(&wikitext);
+/* Loads size bytes of text as display, expecting QREF_ERR_INVALID with phrase in the message. */
+static void check_text_rejected(const char *display, const void *text, size_t size,
+                                qref_wikitext_split split, const char *phrase)
+{
+    qref_wikitext wikitext;
+    qref_error err = {0};
+    test_assert_error(qref_wikitext_load_memory(display, text, size, split, &wikitext, &err), &err,
+                      QREF_ERR_INVALID, phrase);
+    assert_null(wikitext.study_text);
+    assert_null(wikitext.llamacpp_text);
+}
+
+static void test_reject_empty_text(void **state)
+{
+    (void)state;
+    check_text_rejected("text.raw", "", 0, QREF_WIKITEXT_TEST,
+                        "text.raw: no text (expected the WikiText-2 test split, 4358 rows)");
+    check_text_rejected("text.raw", NULL, 0, QREF_WIKITEXT_VALID,
+                        "text.raw: no text (expected the WikiText-2 validation split, 3760 rows)");
+    check_text_rejected("text.raw", " \n\n\t\r\n", 6, QREF_WIKITEXT_TEST,
+                        "text.raw: no text, only 3 blank rows (expected the WikiText-2 test split, "
+                        "4358 rows)");
+
+    /* An empty file maps to no data at all, which once reached memcpy as a null pointer. */
+    test_write_file(test_tmp_path("empty.raw"), "", 0);
+    qref_wikitext wikitext;
+    qref_error err = {0};
+    char phrase[8192];
+    snprintf(phrase, sizeof phrase, "%s: no text (expected the WikiText-2 train split, 36718 rows)",
+             test_tmp_path("empty.raw"));
+    test_assert_error(qref_wikitext_load_file(test_tmp_path("empty.raw"), QREF_WIKITEXT_TRAIN,
+                                              &wikitext, &err),
+                      &err, QREF_ERR_INVALID, phrase);
+    assert_null(wikitext.study_text);
+}
+
+static void test_reject_nul_bytes(void **state)
+{
+    (void)state;
+    check_text_rejected("text.raw", "ok\n\0\n", 5, QREF_WIKITEXT_TEST,
+                        "text.raw: byte 3 is a NUL byte (0x00), expected text without NUL bytes");
+    static const uint8_t nuls[4096];
+    check_text_rejected("nul.raw", nuls, sizeof nuls, QREF_WIKITEXT_TEST,
+                        "nul.raw: byte 0 is a NUL byte");
 }
 
 static void test_reject_invalid_utf8(void **state)
@@ -287,6 +327,105 @@ static void test_reject_bad_zips(void **state)
     check_zip_rejected(link, 1, "is not a regular file");
 }
 
+/* A name ending in .zip, in any letter case, makes the input a zip archive, whatever it holds. */
+static void test_reject_non_zip_named_zip(void **state)
+{
+    (void)state;
+    static const char text[] = " \n = Robert Boulter = \n";
+    check_text_rejected("wikitext-2-raw-v1.zip", text, sizeof text - 1, QREF_WIKITEXT_TEST,
+                        "wikitext-2-raw-v1.zip: not a zip archive (libarchive: ");
+    check_text_rejected("WIKITEXT.ZIP", text, sizeof text - 1, QREF_WIKITEXT_TEST,
+                        "WIKITEXT.ZIP: not a zip archive");
+    check_text_rejected("empty.Zip", "", 0, QREF_WIKITEXT_TEST, "empty.Zip: not a zip archive");
+
+    /* The same through a file, as qconform reads the data option. */
+    test_write_file(test_tmp_path("text.ZIP"), text, sizeof text - 1);
+    qref_wikitext wikitext;
+    qref_error err = {0};
+    char phrase[8192];
+    snprintf(phrase, sizeof phrase, "%s: not a zip archive", test_tmp_path("text.ZIP"));
+    test_assert_error(qref_wikitext_load_file(test_tmp_path("text.ZIP"), QREF_WIKITEXT_TEST,
+                                              &wikitext, &err),
+                      &err, QREF_ERR_INVALID, phrase);
+
+    /* A zip of NUL bytes names the entry and the offset. */
+    static const uint8_t nuls[64];
+    const zip_file files[] = {{"wikitext-2-raw/wiki.test.raw", nuls, sizeof nuls, AE_IFREG}};
+    size_t zip_size = 0;
+    uint8_t *zip = write_zip(files, 1, &zip_size);
+    check_text_rejected("nul.zip", zip, zip_size, QREF_WIKITEXT_TEST,
+                        "nul.zip: wikitext-2-raw/wiki.test.raw: byte 0 is a NUL byte");
+    free(zip);
+}
+
+static uint32_t load_le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void store_le32(uint8_t *p, uint32_t value)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(value >> (8 * i));
+}
+
+/*
+ * Rewrites the uncompressed size of the one entry of a zip written by libarchive (no comment, no
+ * zip64 fields), so the headers lie about the data's size. The offsets are those of the PKWARE
+ * APPNOTE: +24 in the central directory header, +22 in the local header and +12 in the data
+ * descriptor.
+ */
+static void lie_about_zip_size(uint8_t *zip, size_t size, uint32_t declared)
+{
+    uint8_t *end = zip + size - 22;
+    assert_memory_equal(end, "PK\x05\x06", 4);
+    uint8_t *central = zip + load_le32(end + 16);
+    assert_memory_equal(central, "PK\x01\x02", 4);
+    uint8_t *local = zip + load_le32(central + 42);
+    assert_memory_equal(local, "PK\x03\x04", 4);
+    store_le32(central + 24, declared);
+    store_le32(local + 22, declared);
+    if (local[6] & 0x08) {
+        size_t name_length = (size_t)local[26] | (size_t)local[27] << 8;
+        size_t extra_length = (size_t)local[28] | (size_t)local[29] << 8;
+        uint8_t *descriptor = local + 30 + name_length + extra_length + load_le32(central + 20);
+        assert_memory_equal(descriptor, "PK\x07\x08", 4);
+        store_le32(descriptor + 12, declared);
+    }
+}
+
+/*
+ * A split entry 1 MiB over QREF_WIKITEXT_MAX_BYTES (zeros, so it deflates to about 256 KiB):
+ * rejected on its declared size before anything is read, and, when the headers declare 4096
+ * bytes, after exactly one byte past the limit.
+ */
+static void test_reject_zip_bomb(void **state)
+{
+    (void)state;
+    size_t entry_size = QREF_WIKITEXT_MAX_BYTES + ((size_t)1 << 20);
+    uint8_t *zeros = calloc(1, entry_size);
+    assert_non_null(zeros);
+    const zip_file files[] = {{"wikitext-2-raw/wiki.test.raw", zeros, entry_size, AE_IFREG}};
+    size_t zip_size = 0;
+    uint8_t *zip = write_zip(files, 1, &zip_size);
+    free(zeros);
+
+    char phrase[256];
+    snprintf(phrase, sizeof phrase,
+             "bomb.zip: entry \"wikitext-2-raw/wiki.test.raw\" declares %zu bytes, more than the "
+             "%zu-byte limit for a WikiText-2 split; the entry was not read",
+             entry_size, QREF_WIKITEXT_MAX_BYTES);
+    check_text_rejected("bomb.zip", zip, zip_size, QREF_WIKITEXT_TEST, phrase);
+
+    lie_about_zip_size(zip, zip_size, 4096);
+    snprintf(phrase, sizeof phrase,
+             "bomb.zip: entry \"wikitext-2-raw/wiki.test.raw\" decompressed to %zu bytes, more than "
+             "the %zu-byte limit for a WikiText-2 split; reading stopped there",
+             QREF_WIKITEXT_MAX_BYTES + 1, QREF_WIKITEXT_MAX_BYTES);
+    check_text_rejected("bomb.zip", zip, zip_size, QREF_WIKITEXT_TEST, phrase);
+    free(zip);
+}
+
 static void test_reject_damaged_zip(void **state)
 {
     (void)state;
@@ -331,8 +470,12 @@ int main(void)
         cmocka_unit_test(test_fixture_sha256_matches_golden),
         cmocka_unit_test(test_rows_from_crafted_text),
         cmocka_unit_test(test_reject_invalid_utf8),
+        cmocka_unit_test(test_reject_empty_text),
+        cmocka_unit_test(test_reject_nul_bytes),
         cmocka_unit_test(test_zip_matches_raw),
         cmocka_unit_test(test_reject_bad_zips),
+        cmocka_unit_test(test_reject_non_zip_named_zip),
+        cmocka_unit_test(test_reject_zip_bomb),
         cmocka_unit_test(test_reject_damaged_zip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
