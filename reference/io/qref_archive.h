@@ -36,7 +36,11 @@
 #define QREF_ARCHIVE_MAX_NAME 4096
 #define QREF_ARCHIVE_MAX_ENTRY_BYTES (64ull << 30)
 #define QREF_ARCHIVE_MAX_TOTAL_BYTES (64ull << 30)
-#define QREF_ARCHIVE_MAX_RATIO 1000
+/*
+ * Safetensors and GGUF weights compress by little more than 1.1:1, and deflate cannot exceed
+ * about 1032:1, so 200:1 rejects archive bombs long before a real model would be refused.
+ */
+#define QREF_ARCHIVE_MAX_RATIO 200
 #define QREF_ARCHIVE_RATIO_FLOOR_BYTES (64ull << 20)
 
 typedef struct qref_archive_limits {
@@ -50,7 +54,7 @@ typedef struct qref_archive_limits {
 
 /*
  * Fills limits with the defaults: 10,000 entries, 4096-byte names, 64 GiB per entry and in all,
- * 1000:1 above 64 MiB.
+ * 200:1 above 64 MiB.
  */
 void qref_archive_limits_init(qref_archive_limits *limits);
 
