@@ -251,6 +251,7 @@ typedef struct layer_buffers {
     float *x;          /* [rows][D] residual stream */
     float *normed;     /* [rows][D] */
     float *scratch;    /* attention: q, k, v, attn, transposed keys; MLP: gate, up (same memory) */
+    float *input;      /* [rows][max(D, H*d, F)] rounded linear inputs; NULL without round_input */
     float *score_rows; /* [threads][seq_len] attention scores */
     int threads;
     float *cos_table, *sin_table;
@@ -281,14 +282,51 @@ static float *load_layer_tensor(const qref_weight_provider *weights, int layer, 
     return load_tensor(weights, name, rows, cols, err);
 }
 
+/* Formats the name of linear `index` of a layer, e.g. "model.layers.3.mlp.up_proj.weight". */
+static void linear_tensor_name(char *buf, size_t size, int layer, int index)
+{
+    char suffix[64];
+    snprintf(suffix, sizeof suffix, "%s.weight", qref_llama_linear_names[index]);
+    qref_llama_layer_tensor_name(buf, size, layer, suffix);
+}
+
 static float *load_layer_linear(const qref_weight_provider *weights, const qref_llama_config *config,
                                 int layer, int index, qref_error *err)
 {
     int64_t rows, cols;
     qref_llama_linear_shape(config, index, &rows, &cols);
-    char suffix[64];
-    snprintf(suffix, sizeof suffix, "%s.weight", qref_llama_linear_names[index]);
-    return load_layer_tensor(weights, layer, suffix, rows, cols, err);
+    char name[256];
+    linear_tensor_name(name, sizeof name, layer, index);
+    return load_tensor(weights, name, rows, cols, err);
+}
+
+/*
+ * y = x w^T for the weight `name` (x: [n_rows][k], w: [n_out][k]). With a round_input provider
+ * the product reads a rounded copy of x in `input`, so x itself stays as it was.
+ */
+static qref_status linear_apply(const qref_weight_provider *weights, const char *name, const float *x,
+                                int64_t n_rows, const float *w, int64_t n_out, int k, float *input, float *y,
+                                qref_error *err)
+{
+    if (weights->round_input != NULL) {
+        memcpy(input, x, (size_t)(n_rows * k) * sizeof(float));
+        qref_status status = weights->round_input(weights->ctx, name, input, n_rows, k, err);
+        if (status != QREF_OK)
+            return status;
+        x = input;
+    }
+    matmul_transposed(x, n_rows, w, n_out, k, y);
+    return QREF_OK;
+}
+
+/* linear_apply for linear `index` of a layer. */
+static qref_status layer_linear_apply(const qref_weight_provider *weights, int layer, int index, const float *x,
+                                      int64_t n_rows, const float *w, int64_t n_out, int k, float *input, float *y,
+                                      qref_error *err)
+{
+    char name[256];
+    linear_tensor_name(name, sizeof name, layer, index);
+    return linear_apply(weights, name, x, n_rows, w, n_out, k, input, y, err);
 }
 
 /*
@@ -458,9 +496,10 @@ static qref_status layer_forward(const qref_llama_config *config, const qref_wei
         (w_b = load_layer_linear(weights, config, layer, 1, err)) == NULL ||
         (w_c = load_layer_linear(weights, config, layer, 2, err)) == NULL)
         goto fail;
-    matmul_transposed(buf->normed, rows, w_a, q_width, dim, q);
-    matmul_transposed(buf->normed, rows, w_b, kv_width, dim, k);
-    matmul_transposed(buf->normed, rows, w_c, kv_width, dim, v);
+    if (layer_linear_apply(weights, layer, 0, buf->normed, rows, w_a, q_width, dim, buf->input, q, err) ||
+        layer_linear_apply(weights, layer, 1, buf->normed, rows, w_b, kv_width, dim, buf->input, k, err) ||
+        layer_linear_apply(weights, layer, 2, buf->normed, rows, w_c, kv_width, dim, buf->input, v, err))
+        goto fail;
     free(w_a), free(w_b), free(w_c);
     w_a = w_b = w_c = NULL;
 
@@ -481,7 +520,8 @@ static qref_status layer_forward(const qref_llama_config *config, const qref_wei
     /* x += attn Wo^T   [rows, dim] (the product goes to `normed`, which is free now) */
     if ((w_a = load_layer_linear(weights, config, layer, 3, err)) == NULL)
         goto fail;
-    matmul_transposed(attn, rows, w_a, dim, q_width, buf->normed);
+    if (layer_linear_apply(weights, layer, 3, attn, rows, w_a, dim, q_width, buf->input, buf->normed, err))
+        goto fail;
     free(w_a);
     w_a = NULL;
 #pragma omp parallel for schedule(static)
@@ -500,8 +540,9 @@ static qref_status layer_forward(const qref_llama_config *config, const qref_wei
     if ((w_a = load_layer_linear(weights, config, layer, 4, err)) == NULL ||
         (w_b = load_layer_linear(weights, config, layer, 5, err)) == NULL)
         goto fail;
-    matmul_transposed(buf->normed, rows, w_a, ffn, dim, gate);
-    matmul_transposed(buf->normed, rows, w_b, ffn, dim, up);
+    if (layer_linear_apply(weights, layer, 4, buf->normed, rows, w_a, ffn, dim, buf->input, gate, err) ||
+        layer_linear_apply(weights, layer, 5, buf->normed, rows, w_b, ffn, dim, buf->input, up, err))
+        goto fail;
     free(w_a), free(w_b);
     w_a = w_b = NULL;
 
@@ -513,7 +554,8 @@ static qref_status layer_forward(const qref_llama_config *config, const qref_wei
 
     if ((w_a = load_layer_linear(weights, config, layer, 6, err)) == NULL)
         goto fail;
-    matmul_transposed(gate, rows, w_a, dim, ffn, buf->normed);
+    if (layer_linear_apply(weights, layer, 6, gate, rows, w_a, dim, ffn, buf->input, buf->normed, err))
+        goto fail;
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < rows * dim; i++)
         buf->x[i] += buf->normed[i];
@@ -548,15 +590,28 @@ static qref_status check_tokens(const qref_llama_config *config, const int32_t *
     return QREF_OK;
 }
 
-/* Bytes of activations one window needs between and inside layers. */
-static size_t window_activation_bytes(const qref_llama_config *config, int seq_len)
+/* Widest input of a linear: hidden size, attention width or MLP width. */
+static size_t max_linear_input(const qref_llama_config *config)
+{
+    size_t width = (size_t)config->hidden_size;
+    size_t q_width = (size_t)config->num_attention_heads * config->head_dim;
+    if (q_width > width)
+        width = q_width;
+    if ((size_t)config->intermediate_size > width)
+        width = (size_t)config->intermediate_size;
+    return width;
+}
+
+/* Bytes of activations one window needs between and inside layers (with rounded inputs when asked). */
+static size_t window_activation_bytes(const qref_llama_config *config, int seq_len, bool rounded_inputs)
 {
     size_t q_width = (size_t)config->num_attention_heads * config->head_dim;
     size_t kv_width = (size_t)config->num_key_value_heads * config->head_dim;
     size_t attention_floats = 2 * q_width + 3 * kv_width;
     size_t mlp_floats = 2 * (size_t)config->intermediate_size;
     size_t scratch = attention_floats > mlp_floats ? attention_floats : mlp_floats;
-    return (size_t)seq_len * (2 * (size_t)config->hidden_size + scratch) * sizeof(float);
+    size_t input = rounded_inputs ? max_linear_input(config) : 0;
+    return (size_t)seq_len * (2 * (size_t)config->hidden_size + scratch + input) * sizeof(float);
 }
 
 static qref_status batch_forward(const qref_llama_config *config, const qref_weight_provider *weights,
@@ -605,9 +660,10 @@ static qref_status batch_forward(const qref_llama_config *config, const qref_wei
     for (size_t b = 0; b < n_windows && status == QREF_OK; b++) {
         for (int p = options->first_scored_position; p < seq_len && status == QREF_OK; p += chunk) {
             int count = seq_len - p < chunk ? seq_len - p : chunk;
-            matmul_transposed(buf->normed + ((int64_t)b * seq_len + p) * dim, count, output, vocab, dim,
-                              logits);
-            status = sink(sink_ctx, first_window + b, p, count, logits, err);
+            status = linear_apply(weights, output_name, buf->normed + ((int64_t)b * seq_len + p) * dim, count,
+                                  output, vocab, dim, buf->input, logits, err);
+            if (status == QREF_OK)
+                status = sink(sink_ctx, first_window + b, p, count, logits, err);
         }
     }
     free(logits);
@@ -641,7 +697,8 @@ qref_status qref_llama_forward(const qref_llama_config *config, const qref_weigh
 
     /* as many windows per batch as the activation budget allows, at least one */
     size_t budget = options->activation_budget ? options->activation_budget : (size_t)1 << 30;
-    size_t per_window = window_activation_bytes(config, seq_len);
+    bool rounded_inputs = weights->round_input != NULL;
+    size_t per_window = window_activation_bytes(config, seq_len, rounded_inputs);
     size_t batch = budget / per_window;
     if (batch < 1)
         batch = 1;
@@ -662,6 +719,8 @@ qref_status qref_llama_forward(const qref_llama_config *config, const qref_weigh
     }
     buf.normed = buf.x + batch * (size_t)seq_len * config->hidden_size;
     buf.scratch = buf.normed + batch * (size_t)seq_len * config->hidden_size;
+    if (rounded_inputs) /* the last max_linear_input floats of each window's share */
+        buf.input = buf.x + batch * (per_window / sizeof(float) - (size_t)seq_len * max_linear_input(config));
     rope_build_tables(config, seq_len, buf.cos_table, buf.sin_table);
 
     for (size_t first = 0; first < n_windows && status == QREF_OK; first += batch) {

@@ -98,4 +98,5 @@ void qref_tensor_weights_provider(qref_tensor_weights *weights, qref_weight_prov
 {
     provider->ctx = weights;
     provider->load = tensor_weights_load;
+    provider->round_input = NULL;
 }

@@ -410,7 +410,7 @@ static void tiny_model_matches_float64_formulas(void **state)
 
     float logits[TINY_SEQ * TINY_VOCAB];
     logits_capture capture = {logits, TINY_SEQ, TINY_VOCAB};
-    qref_weight_provider provider = {&model, tiny_load};
+    qref_weight_provider provider = {&model, tiny_load, NULL};
     qref_error err = {0};
     assert_int_equal(qref_llama_forward(&model.config, &provider, tokens, 1, TINY_SEQ, NULL, capture_logits,
                                         &capture, &err),
@@ -469,7 +469,7 @@ static void token_outside_vocabulary_rejected(void **state)
     int32_t tokens[3] = {1, TINY_VOCAB, 2};
     float logits[3 * TINY_VOCAB];
     logits_capture capture = {logits, 3, TINY_VOCAB};
-    qref_weight_provider provider = {&model, tiny_load};
+    qref_weight_provider provider = {&model, tiny_load, NULL};
     qref_error err = {0};
     assert_int_equal(qref_llama_forward(&model.config, &provider, tokens, 1, 3, NULL, capture_logits, &capture, &err),
                      QREF_ERR_INVALID);
@@ -486,7 +486,7 @@ static void missing_tensor_reported(void **state)
     int32_t tokens[2] = {1, 2};
     float logits[2 * TINY_VOCAB];
     logits_capture capture = {logits, 2, TINY_VOCAB};
-    qref_weight_provider provider = {&model, tiny_load};
+    qref_weight_provider provider = {&model, tiny_load, NULL};
     qref_error err = {0};
     assert_int_equal(qref_llama_forward(&model.config, &provider, tokens, 1, 2, NULL, capture_logits, &capture, &err),
                      QREF_ERR_INVALID);
