@@ -2,7 +2,7 @@
  * qconform eval: perplexity of one model on WikiText-2.
  *
  *   qconform eval MODEL --task wikitext2 --data PATH [--protocol study|llamacpp]
- *                 [--seqlen N] [--windows N] [--shard I/N] [--json]
+ *                 [--seqlen N | --ctx N] [--windows N | --chunks N] [--shard I/N] [--json]
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,7 +20,7 @@ static void print_usage(FILE *out)
             "usage: qconform eval MODEL --task wikitext2 --data PATH [options]\n"
             "\n"
             "Computes the perplexity of MODEL (a Hugging Face snapshot folder, .safetensors file or\n"
-            "archive, full precision or GPTQ) on the WikiText-2 test split.\n"
+            "archive, full precision or GPTQ, or a GGUF file) on the WikiText-2 test split.\n"
             "\n"
             "options:\n"
             "  --task NAME        benchmark: wikitext2\n"
@@ -30,6 +30,8 @@ static void print_usage(FILE *out)
             "  --seqlen N         window length in tokens (default: min(2048, max_position_embeddings)\n"
             "                     for study, 512 for llamacpp)\n"
             "  --windows N        evaluate only the first N windows\n"
+            "  --ctx N            llama-perplexity's name for --seqlen (implies --protocol llamacpp)\n"
+            "  --chunks N         llama-perplexity's name for --windows (implies --protocol llamacpp)\n"
             "  --shard I/N        evaluate windows w with w %% N == I (0-based), for splitting a run\n"
             "  --json             print a JSON object instead of one line\n"
             "\n"
@@ -51,12 +53,13 @@ static int parse_shard(const char *value, size_t *index, size_t *count)
 int qc_cmd_eval(int argc, char **argv)
 {
     const char *task = NULL, *data = NULL, *protocol_name = NULL, *seqlen_text = NULL, *windows_text = NULL,
-               *shard_text = NULL;
+               *shard_text = NULL, *ctx_text = NULL, *chunks_text = NULL;
     bool json = false;
     const qc_arg_spec specs[] = {
         {"--task", QC_ARG_STRING, &task},       {"--data", QC_ARG_STRING, &data},
         {"--protocol", QC_ARG_STRING, &protocol_name}, {"--seqlen", QC_ARG_STRING, &seqlen_text},
         {"--windows", QC_ARG_STRING, &windows_text}, {"--shard", QC_ARG_STRING, &shard_text},
+        {"--ctx", QC_ARG_STRING, &ctx_text},    {"--chunks", QC_ARG_STRING, &chunks_text},
         {"--json", QC_ARG_FLAG, &json},
     };
     qc_args_result args;
@@ -75,14 +78,33 @@ int qc_cmd_eval(int argc, char **argv)
     qc_ppl_request request = {.data_path = data};
     if (protocol_name != NULL && qc_eval_parse_protocol(protocol_name, &request.protocol) != 0)
         return qc_usage_error("eval", "unknown protocol '%s' (supported: study, llamacpp)", protocol_name);
+
+    /* --ctx and --chunks are llama-perplexity's names for --seqlen and --windows */
+    if (ctx_text != NULL && seqlen_text != NULL)
+        return qc_usage_error("eval", "--ctx and --seqlen set the same window length; pass one of them");
+    if (chunks_text != NULL && windows_text != NULL)
+        return qc_usage_error("eval", "--chunks and --windows set the same window count; pass one of them");
+    if (ctx_text != NULL || chunks_text != NULL) {
+        if (protocol_name != NULL && request.protocol != QREF_PPL_PROTOCOL_LLAMACPP)
+            return qc_usage_error("eval", "%s is an option of the llamacpp protocol, not of '%s'; use %s with the "
+                                  "study protocol", ctx_text != NULL ? "--ctx" : "--chunks", protocol_name,
+                                  ctx_text != NULL ? "--seqlen" : "--windows");
+        request.protocol = QREF_PPL_PROTOCOL_LLAMACPP;
+    }
+    const char *seqlen_option = ctx_text != NULL ? "--ctx" : "--seqlen";
+    const char *windows_option = chunks_text != NULL ? "--chunks" : "--windows";
+    if (ctx_text != NULL)
+        seqlen_text = ctx_text;
+    if (chunks_text != NULL)
+        windows_text = chunks_text;
     long number;
     if (seqlen_text != NULL) {
-        if ((code = qc_args_int("eval", "--seqlen", seqlen_text, 2, 1 << 20, &number)) != 0)
+        if ((code = qc_args_int("eval", seqlen_option, seqlen_text, 2, 1 << 20, &number)) != 0)
             return code;
         request.seqlen = (int)number;
     }
     if (windows_text != NULL) {
-        if ((code = qc_args_int("eval", "--windows", windows_text, 1, 1L << 40, &number)) != 0)
+        if ((code = qc_args_int("eval", windows_option, windows_text, 1, 1L << 40, &number)) != 0)
             return code;
         request.max_windows = (size_t)number;
     }
@@ -118,9 +140,20 @@ int qc_cmd_eval(int argc, char **argv)
         printf("%s\n", text);
         free(text);
     } else {
-        printf("wikitext2 ppl %.6f (%s protocol, seqlen %d, %zu of %zu windows, %zu tokens)\n",
-               outcome.result.ppl, qref_ppl_protocol_name(outcome.protocol), outcome.seqlen,
-               outcome.result.windows, outcome.result.windows_total, outcome.result.tokens);
+        /* windows of the whole text, whatever --windows and --shard keep of them */
+        const qref_ppl_result *r = &outcome.result;
+        size_t available = r->tokens / (size_t)outcome.seqlen;
+        char shard[64] = "";
+        if (request.shard_count > 1)
+            snprintf(shard, sizeof shard, ", shard %zu/%zu", request.shard_index, request.shard_count);
+        if (r->windows == 0)
+            printf("wikitext2: no windows in this shard (%s protocol, seqlen %d, %zu windows selected of %zu%s, "
+                   "%zu tokens)\n", qref_ppl_protocol_name(outcome.protocol), outcome.seqlen, r->windows_total,
+                   available, shard, r->tokens);
+        else
+            printf("wikitext2 ppl %.6f (%s protocol, seqlen %d, %zu of %zu windows%s, %zu tokens)\n", r->ppl,
+                   qref_ppl_protocol_name(outcome.protocol), outcome.seqlen, r->windows, available, shard,
+                   r->tokens);
     }
     return QC_EXIT_PASS;
 }

@@ -73,7 +73,8 @@ qref_status qref_perplexity_run(const qref_llama_config *config, const qref_weig
     if (seq_len < 2 || (llamacpp && seq_len < 4))
         return qref_error_set(err, QREF_ERR_INVALID, "perplexity: sequence length %d is too short "
                               "(expected at least %d)", seq_len, llamacpp ? 4 : 2);
-    if (seq_len > config->max_position_embeddings)
+    /* llama-perplexity runs a context beyond the training context (with a warning); the study does not */
+    if (!llamacpp && seq_len > config->max_position_embeddings)
         return qref_error_set(err, QREF_ERR_INVALID, "perplexity: sequence length %d exceeds the "
                               "model's max_position_embeddings %d", seq_len,
                               config->max_position_embeddings);

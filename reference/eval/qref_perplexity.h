@@ -9,7 +9,8 @@
  * LLAMACPP (llama.cpp llama-perplexity): chunks of seq_len tokens, remainder dropped, the
  * first token of every chunk replaced by BOS for the forward pass, and only the second half
  * scored: logits at positions L/2 .. L-2 predict tokens L/2+1 .. L-1.
- * PPL = exp(sum of NLL / number of scored tokens).
+ * PPL = exp(sum of NLL / number of scored tokens). As llama.cpp, it accepts a seq_len above
+ * the model's max_position_embeddings (the study protocol rejects one).
  *
  * Per-window sums are kept in double, so results from shards of windows merge exactly.
  */
