@@ -18,6 +18,9 @@ qref_status qc_manifest_build(const qref_snapshot *snapshot, cJSON **out, char d
                               qref_error *err)
 {
     *out = NULL;
+    if (snapshot == NULL)
+        return qref_error_set(err, QREF_ERR_INTERNAL, "manifest: no snapshot to hash (a GGUF model's manifest is "
+                              "built by qc_manifest_build_model)");
     qref_sha256 *overall = qref_sha256_init();
     if (overall == NULL)
         return qref_error_set(err, QREF_ERR_NOMEM, "SHA-256: OpenSSL could not allocate a digest");
@@ -68,4 +71,67 @@ digest_failed:
     qref_sha256_final(overall, raw);
     cJSON_Delete(manifest);
     return qref_error_set(err, QREF_ERR_INTERNAL, "SHA-256: OpenSSL digest failed");
+}
+
+qref_status qc_manifest_build_gguf(const char *path, const qref_gguf *gguf, cJSON **out,
+                                   char digest[QREF_SHA256_HEX_SIZE], qref_error *err)
+{
+    *out = NULL;
+    qref_sha256 *overall = qref_sha256_init();
+    if (overall == NULL)
+        return qref_error_set(err, QREF_ERR_NOMEM, "SHA-256: OpenSSL could not allocate a digest");
+    cJSON *manifest = cJSON_CreateObject();
+    cJSON *files = cJSON_AddArrayToObject(manifest, "files");
+    cJSON *tensors = cJSON_AddArrayToObject(manifest, "tensors");
+
+    /* the file */
+    char hex[QREF_SHA256_HEX_SIZE];
+    const char *slash = strrchr(path, '/');
+    const char *name = slash != NULL ? slash + 1 : path;
+    if (qref_sha256_buffer_hex(gguf->data, (size_t)gguf->size, hex) != 0)
+        goto digest_failed;
+    cJSON *file = cJSON_CreateObject();
+    cJSON_AddStringToObject(file, "name", name);
+    cJSON_AddNumberToObject(file, "size", (double)gguf->size);
+    cJSON_AddStringToObject(file, "sha256", hex);
+    cJSON_AddItemToArray(files, file);
+    digest_line(overall, "file", name, hex);
+
+    /* each tensor's stored bytes, in file order */
+    for (size_t i = 0; i < gguf->tensor_count; i++) {
+        const qref_gguf_tensor *tensor = &gguf->tensors[i];
+        if (qref_sha256_buffer_hex(tensor->data, (size_t)tensor->nbytes, hex) != 0)
+            goto digest_failed;
+        cJSON *item = cJSON_CreateObject();
+        cJSON_AddStringToObject(item, "name", tensor->name);
+        cJSON_AddStringToObject(item, "type", qref_ggml_type_name(tensor->type));
+        cJSON *shape = cJSON_AddArrayToObject(item, "shape");
+        for (int d = 0; d < tensor->n_dims; d++)
+            cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)tensor->ne[d]));
+        cJSON_AddStringToObject(item, "sha256", hex);
+        cJSON_AddItemToArray(tensors, item);
+        digest_line(overall, "tensor", tensor->name, hex);
+    }
+
+    uint8_t raw[QREF_SHA256_SIZE];
+    qref_sha256_final(overall, raw);
+    qref_sha256_hex(raw, hex);
+    cJSON_AddStringToObject(manifest, "sha256", hex);
+    if (digest != NULL)
+        memcpy(digest, hex, QREF_SHA256_HEX_SIZE);
+    *out = manifest;
+    return QREF_OK;
+
+digest_failed:
+    qref_sha256_final(overall, raw);
+    cJSON_Delete(manifest);
+    return qref_error_set(err, QREF_ERR_INTERNAL, "SHA-256: OpenSSL digest failed");
+}
+
+qref_status qc_manifest_build_model(const qc_model *model, cJSON **out, char digest[QREF_SHA256_HEX_SIZE],
+                                    qref_error *err)
+{
+    if (model->kind == QC_MODEL_GGUF)
+        return qc_manifest_build_gguf(model->path, model->gguf, out, digest, err);
+    return qc_manifest_build(model->snapshot, out, digest, err);
 }

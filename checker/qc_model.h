@@ -1,7 +1,14 @@
 /*
- * A model opened for evaluation: its snapshot, LLaMA config, quantization config (when the
- * snapshot is a GPTQ artifact), the weight provider the forward reads from, and its tokenizer
- * (tokenizer.json or tokenizer.model, see model/qref_tokenizer.h) when the snapshot has one.
+ * A model opened for evaluation: its LLaMA config, quantization config (when the snapshot is a
+ * GPTQ artifact), the weight provider the forward reads from, and its tokenizer when it has one.
+ *
+ * Two kinds of input:
+ *   - a Hugging Face snapshot: a folder, an archive, or a single .safetensors file. A lone
+ *     .safetensors file reads config.json, the quantization config and the tokenizer files
+ *     (tokenizer.json, tokenizer_config.json, tokenizer.model) from the folder it sits in;
+ *   - a GGUF file (recognized by its "GGUF" magic): config from the llama.* metadata, weights
+ *     dequantized from its tensors, tokenizer from tokenizer.ggml.* (model/qref_gguf_model.h,
+ *     model/qref_tokenizer.h).
  */
 #ifndef QC_MODEL_H
 #define QC_MODEL_H
@@ -10,30 +17,47 @@
 
 #include "core/qref_error.h"
 #include "formats/qref_gptq.h"
+#include "io/qref_blob.h"
+#include "io/qref_gguf.h"
 #include "io/qref_snapshot.h"
 #include "model/qref_config.h"
+#include "model/qref_gguf_model.h"
 #include "model/qref_tensor_weights.h"
 #include "model/qref_tokenizer.h"
 
+typedef enum qc_model_kind {
+    QC_MODEL_SNAPSHOT = 0,        /* Hugging Face snapshot: folder, archive or .safetensors file */
+    QC_MODEL_GGUF                 /* one GGUF file */
+} qc_model_kind;
+
+/* The files a lone .safetensors file takes from its folder. */
+enum { QC_MODEL_SIDE_FILE_COUNT = 6 };
+
 typedef struct qc_model {
     const char *path;
-    qref_snapshot *snapshot;
+    qc_model_kind kind;
+    qref_snapshot *snapshot;      /* QC_MODEL_SNAPSHOT only */
+    qref_gguf *gguf;              /* QC_MODEL_GGUF only: the parsed file */
+    qref_gguf_model gguf_model;   /* QC_MODEL_GGUF only */
     qref_llama_config config;
     bool quantized;               /* a GPTQ quantization config was found */
     qref_gptq_config gptq;
     qref_tensor_weights tensor_weights;
     qref_weight_provider weights;
-    qref_tokenizer *tokenizer;    /* NULL when the snapshot has no tokenizer.json or tokenizer.model */
+    qref_tokenizer *tokenizer;    /* NULL when the model has no tokenizer */
     char *tokenizer_unsupported;  /* why its tokenizer cannot be read (a layout not implemented), or NULL */
+    /* config and tokenizer files beside a lone .safetensors file (blob.data NULL when absent) */
+    qref_blob side_files[QC_MODEL_SIDE_FILE_COUNT];
 } qc_model;
 
 /*
- * Opens a snapshot (folder, .safetensors file or archive) and reads its configs and tokenizer.
- * A tokenizer of a layout this program does not implement fails only qc_model_require_tokenizer.
+ * Opens a snapshot (folder, .safetensors file or archive) or a GGUF file and reads its configs
+ * and tokenizer. A tokenizer of a layout this program does not implement fails only
+ * qc_model_require_tokenizer.
  */
 qref_status qc_model_open(const char *path, qc_model *model, qref_error *err);
 
-/* Checks that the model has a tokenizer; fails naming the snapshot, and the reason when it
+/* Checks that the model has a tokenizer; fails naming the model, and the reason when it
  * has one that it cannot read. */
 qref_status qc_model_require_tokenizer(const qc_model *model, qref_error *err);
 

@@ -101,6 +101,9 @@ qref_status qc_quantize_check_group_size(const qref_llama_config *config, long g
 /* Rejects a reference that declares a quantization config or stores packed tensors. */
 static qref_status check_full_precision(const qc_model *model, qref_error *err)
 {
+    if (model->kind == QC_MODEL_GGUF)
+        return qref_error_set(err, QREF_ERR_UNSUPPORTED, "%s: a GGUF file cannot be the reference; quantize needs a "
+                              "full-precision Hugging Face snapshot", model->path);
     if (model->quantized)
         return qref_error_set(err, QREF_ERR_INVALID,
                               "%s: the snapshot is already quantized (its quantization config in %s is %d-bit GPTQ, "

@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "core/qref_dtype.h"
+#include "formats/qref_ggml.h"
+#include "model/qref_gguf_model.h"
 #include "model/qref_llama.h"
 #include "quant/qref_rtn.h"
 
@@ -202,8 +204,203 @@ static void report_unexpected_tensors(const qc_model *artifact, qc_report *repor
                             count > 5 ? ", ..." : "");
 }
 
+/* ---- GGUF models ------------------------------------------------------------------------- */
+
+/* Highest "blk.N." layer index among the file's tensors, or -1. */
+static long gguf_highest_layer(const qref_gguf *gguf)
+{
+    long highest = -1;
+    for (size_t i = 0; i < gguf->tensor_count; i++) {
+        const char *name = gguf->tensors[i].name;
+        if (strncmp(name, "blk.", 4) != 0)
+            continue;
+        char *end = NULL;
+        long index = strtol(name + 4, &end, 10);
+        if (end != name + 4 && *end == '.' && index > highest)
+            highest = index;
+    }
+    return highest;
+}
+
+/* True for a tensor the LLaMA forward reads (or rope_freqs.weight, which the config carries). */
+static bool gguf_tensor_expected(const qref_llama_config *config, const char *name)
+{
+    if (strcmp(name, "rope_freqs.weight") == 0)
+        return true;
+    size_t count = qref_gguf_llama_tensor_count(config);
+    for (size_t i = 0; i < count; i++) {
+        qref_gguf_llama_tensor expected;
+        qref_gguf_llama_tensor_at(config, i, &expected);
+        if (strcmp(expected.name, name) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Checks the tokenizer metadata against the model: vocabulary size and special ids. */
+static void gguf_check_tokenizer(const qc_model *artifact, qc_report *report)
+{
+    const qref_tokenizer *tokenizer = artifact->tokenizer;
+    if (tokenizer == NULL) {
+        qc_report_add_check(report, "structure.tokenizer", QC_VERDICT_WARN, "%s; text benchmarks cannot run",
+                            artifact->tokenizer_unsupported != NULL ? artifact->tokenizer_unsupported
+                                                                    : "the file has no tokenizer.ggml.model metadata");
+        return;
+    }
+    int32_t vocab = qref_tokenizer_vocab_size(tokenizer);
+    int32_t bos = qref_tokenizer_bos_id(tokenizer), eos = qref_tokenizer_eos_id(tokenizer);
+    if (vocab != artifact->config.vocab_size) {
+        qc_check *check = qc_report_add_check(report, "structure.tokenizer", QC_VERDICT_ERROR,
+                                              "%s: tokenizer.ggml.tokens has %d entries, but token_embd.weight has %d "
+                                              "rows", artifact->path, vocab, artifact->config.vocab_size);
+        check->error_status = QREF_ERR_INVALID;
+        return;
+    }
+    if (qref_tokenizer_adds_bos(tokenizer) && bos < 0) {
+        qc_check *check = qc_report_add_check(report, "structure.tokenizer", QC_VERDICT_ERROR,
+                                              "%s: tokenizer.ggml.add_bos_token is true, but there is no BOS token "
+                                              "(tokenizer.ggml.bos_token_id)", artifact->path);
+        check->error_status = QREF_ERR_INVALID;
+        return;
+    }
+    qc_report_add_check(report, "structure.tokenizer", QC_VERDICT_PASS,
+                        "%s tokenizer: %d tokens, as many as token_embd.weight rows; BOS %d%s, EOS %d",
+                        qref_tokenizer_kind_name(qref_tokenizer_kind_of(tokenizer)), vocab, bos,
+                        qref_tokenizer_adds_bos(tokenizer) ? " (added)" : " (not added)", eos);
+}
+
+/* Counts the ggml types of the file's tensors into "Q4_K x 96, F32 x 41" (most frequent first). */
+static void gguf_type_mix(const qref_gguf *gguf, char *out, size_t size, cJSON *json)
+{
+    size_t counts[QREF_GGML_TYPE_COUNT] = {0};
+    for (size_t i = 0; i < gguf->tensor_count; i++)
+        if (gguf->tensors[i].type < QREF_GGML_TYPE_COUNT)
+            counts[gguf->tensors[i].type]++;
+    out[0] = '\0';
+    size_t used = 0;
+    for (;;) {
+        size_t best = 0;
+        uint32_t best_type = QREF_GGML_TYPE_COUNT;
+        for (uint32_t t = 0; t < QREF_GGML_TYPE_COUNT; t++)
+            if (counts[t] > best) {
+                best = counts[t];
+                best_type = t;
+            }
+        if (best_type == QREF_GGML_TYPE_COUNT)
+            break;
+        if (json != NULL)
+            cJSON_AddNumberToObject(json, qref_ggml_type_name(best_type), (double)best);
+        if (used < size)
+            used += (size_t)snprintf(out + used, size - used, "%s%s x %zu", used ? ", " : "",
+                                     qref_ggml_type_name(best_type), best);
+        counts[best_type] = 0;
+    }
+}
+
+/* Structure checks of a GGUF model: the tensors the llama.* metadata implies, their types and values. */
+static bool structure_check_gguf(const qc_model *artifact, qc_report *report)
+{
+    const qref_llama_config *config = &artifact->config;
+    const qref_gguf_model *model = &artifact->gguf_model;
+    structure_tally tally = {.report = report};
+
+    /* layers: the reader rejects blk.N at or above block_count, so only too few can remain */
+    long highest = gguf_highest_layer(artifact->gguf);
+    if (highest + 1 != config->num_hidden_layers) {
+        qc_check *check = qc_report_add_check(report, "structure.layers", QC_VERDICT_ERROR,
+                                              "%s: llama.block_count is %d, but the tensors hold %ld layers "
+                                              "(blk.0 to blk.%ld)", artifact->path, config->num_hidden_layers,
+                                              highest + 1, highest);
+        check->error_status = QREF_ERR_INVALID;
+        return false;
+    }
+
+    /* every tensor: present, shaped as the config implies, dequantizable, finite */
+    size_t count = qref_gguf_llama_tensor_count(config);
+    for (size_t i = 0; i < count; i++) {
+        qref_gguf_llama_tensor expected;
+        qref_gguf_llama_tensor_at(config, i, &expected);
+        tally.linears += expected.n_dims == 2;
+        qref_error err = {0};
+        qref_status status = qref_gguf_model_check_tensor(model, &expected, &err);
+        if (status != QREF_OK) {
+            const char *id = qref_gguf_find_tensor(artifact->gguf, expected.name) == NULL ? "structure.missing"
+                           : status == QREF_ERR_UNSUPPORTED                              ? "structure.type"
+                                                                                         : "structure.shape";
+            tally_problem(&tally, id, &err);
+            continue;
+        }
+        size_t floats = (size_t)(expected.ne[0] * expected.ne[1]);
+        float *values = malloc(floats * sizeof *values);
+        if (values == NULL) {
+            qref_error_set(&err, QREF_ERR_NOMEM, "%s: cannot allocate %zu floats", expected.name, floats);
+            tally_problem(&tally, "structure.memory", &err);
+            continue;
+        }
+        if (qref_gguf_model_load_tensor(model, &expected, values, &err) != QREF_OK)
+            tally_problem(&tally, err.status == QREF_ERR_INVALID ? "structure.nonfinite" : "structure.type", &err);
+        free(values);
+    }
+    if (tally.problems > STRUCTURE_MAX_LISTED)
+        qc_report_add_check(report, "structure.more", QC_VERDICT_ERROR, "%d further structure problems not listed",
+                            tally.problems - STRUCTURE_MAX_LISTED)->error_status = QREF_ERR_INVALID;
+    gguf_check_tokenizer(artifact, report);
+    if (tally.problems > 0)
+        return false;
+
+    /* tensors the forward never reads */
+    char listed[512] = "";
+    size_t used = 0, unexpected = 0;
+    for (size_t i = 0; i < artifact->gguf->tensor_count; i++) {
+        const char *name = artifact->gguf->tensors[i].name;
+        if (gguf_tensor_expected(config, name))
+            continue;
+        if (unexpected < 5 && used < sizeof listed)
+            used += (size_t)snprintf(listed + used, sizeof listed - used, "%s\"%s\"", unexpected ? ", " : "", name);
+        unexpected++;
+    }
+    if (unexpected > 0)
+        qc_report_add_check(report, "structure.unexpected", QC_VERDICT_WARN,
+                            "%zu stored tensors are not read by the LLaMA forward: %s%s", unexpected, listed,
+                            unexpected > 5 ? ", ..." : "");
+
+    char mix[512];
+    gguf_type_mix(artifact->gguf, mix, sizeof mix, NULL);
+    qc_report_add_check(report, "structure", QC_VERDICT_PASS,
+                        "GGUF: %zu tensors (%d linears in %d layers, embeddings, norms) present with the shapes the "
+                        "llama.* metadata implies; every type is dequantizable and every weight finite; types %s",
+                        count, tally.linears, config->num_hidden_layers, mix);
+    return true;
+}
+
+/* Describes a GGUF model's quantization: format "gguf", the file type and the type mix. */
+static void describe_gguf(const qc_model *artifact, cJSON *json)
+{
+    uint32_t file_type = 0;
+    qref_error err = {0};
+    bool has_file_type = qref_gguf_get_u32(artifact->gguf, "general.file_type", &file_type, &err) == QREF_OK;
+    const char *name = has_file_type ? qref_gguf_file_type_name(file_type) : NULL;
+    cJSON_AddStringToObject(json, "format", "gguf");
+    if (name != NULL)
+        cJSON_AddStringToObject(json, "method", name);
+    else
+        cJSON_AddStringToObject(json, "method", has_file_type ? "unknown file type" : "no general.file_type");
+    if (has_file_type)
+        cJSON_AddNumberToObject(json, "file_type", file_type);
+    else
+        cJSON_AddNullToObject(json, "file_type");
+    cJSON_AddNumberToObject(json, "gguf_version", artifact->gguf->version);
+    char mix[512];
+    gguf_type_mix(artifact->gguf, mix, sizeof mix, cJSON_AddObjectToObject(json, "tensor_types"));
+    cJSON_AddStringToObject(json, "type_mix", mix);
+    if (artifact->tokenizer != NULL)
+        cJSON_AddStringToObject(json, "tokenizer", qref_tokenizer_kind_name(qref_tokenizer_kind_of(artifact->tokenizer)));
+}
+
 bool qc_structure_check(const qc_model *artifact, qc_report *report)
 {
+    if (artifact->kind == QC_MODEL_GGUF)
+        return structure_check_gguf(artifact, report);
     const qref_llama_config *config = &artifact->config;
     structure_tally tally = {.report = report};
     if (!check_layer_count(artifact, report))
@@ -260,7 +457,9 @@ cJSON *qc_structure_describe(const qc_model *artifact)
     cJSON_AddNumberToObject(json, "attention_heads", c->num_attention_heads);
     cJSON_AddNumberToObject(json, "key_value_heads", c->num_key_value_heads);
     cJSON_AddNumberToObject(json, "vocab_size", c->vocab_size);
-    if (artifact->quantized) {
+    if (artifact->kind == QC_MODEL_GGUF) {
+        describe_gguf(artifact, json);
+    } else if (artifact->quantized) {
         const qref_gptq_config *q = &artifact->gptq;
         cJSON_AddStringToObject(json, "format", "gptq");
         cJSON_AddStringToObject(json, "method", q->algorithm[0] ? q->algorithm : "gptq");
@@ -373,6 +572,38 @@ static double weight_error_limit(int bits)
     return limit < 1.0 ? limit : 1.0;
 }
 
+/*
+ * Largest relative Frobenius error accepted for one linear stored as a ggml type. ggml scales
+ * blocks of 32 values (16 or 32 inside the 256-value K-quant super-blocks), and the largest
+ * magnitude among 32 Gaussian weights is about 2.2 sigma, so a block's range is about 4.4
+ * sigma. A b-bit uniform code over that range leaves an error of RMS 4.4 / ((2^b - 1) sqrt(12))
+ * = 1.27 / (2^b - 1) of the weights' RMS. As for GPTQ the limit is three times that, capped at
+ * 1.0. IQ4_NL's 16 non-uniform levels count as 4 bits. F32, F16 and BF16 are held to 0.01, the
+ * limit of 16-bit artifacts above.
+ */
+static double ggml_weight_error_limit(uint32_t type)
+{
+    int bits;
+    switch (type) {
+    case QREF_GGML_TYPE_Q2_K: bits = 2; break;
+    case QREF_GGML_TYPE_Q3_K: bits = 3; break;
+    case QREF_GGML_TYPE_Q4_0: case QREF_GGML_TYPE_Q4_1: case QREF_GGML_TYPE_Q4_K: case QREF_GGML_TYPE_IQ4_NL:
+        bits = 4;
+        break;
+    case QREF_GGML_TYPE_Q5_0: case QREF_GGML_TYPE_Q5_1: case QREF_GGML_TYPE_Q5_K: bits = 5; break;
+    case QREF_GGML_TYPE_Q6_K: bits = 6; break;
+    case QREF_GGML_TYPE_Q8_0: bits = 8; break;
+    default: return 0.01;
+    }
+    double limit = 3.0 * 1.27 / (double)((1 << bits) - 1);
+    return limit < 1.0 ? limit : 1.0;
+}
+
+/* GGUF names of the seven linears, in the order of qref_llama_linear_names. */
+static const char *const gguf_linear_names[QREF_LLAMA_LINEAR_COUNT] = {
+    "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down",
+};
+
 bool qc_structure_compare_reference(const qc_model *artifact, const qc_model *reference, qc_report *report)
 {
     char message[QREF_ERROR_MESSAGE_MAX];
@@ -390,8 +621,10 @@ bool qc_structure_compare_reference(const qc_model *artifact, const qc_model *re
     char rtn_mismatch[QREF_ERROR_MESSAGE_MAX] = "";
     qref_error err = {0};
     qref_status status = QREF_OK;
-    double worst_error = 0.0;
-    char worst_linear[256] = "";
+    bool gguf = artifact->kind == QC_MODEL_GGUF;
+    int bits = artifact->quantized ? artifact->gptq.bits : 16;
+    double worst_error = 0.0, worst_limit = weight_error_limit(bits), worst_ratio = 0.0;
+    char worst_linear[256] = "", worst_type[16] = "";
 
     for (int layer = 0; layer < config->num_hidden_layers && status == QREF_OK; layer++) {
         for (int k = 0; k < QREF_LLAMA_LINEAR_COUNT && status == QREF_OK; k++) {
@@ -410,6 +643,19 @@ bool qc_structure_compare_reference(const qc_model *artifact, const qc_model *re
             if (status == QREF_OK)
                 status = qref_weights_load(&artifact->weights, name, rows, cols, art, &err);
 
+            /* a GGUF linear's limit follows its stored type */
+            double limit = weight_error_limit(bits);
+            const char *type_name = NULL;
+            if (gguf) {
+                char gguf_name[64];
+                snprintf(gguf_name, sizeof gguf_name, "blk.%d.%s.weight", layer, gguf_linear_names[k]);
+                const qref_gguf_tensor *tensor = qref_gguf_find_tensor(artifact->gguf, gguf_name);
+                if (tensor != NULL) {
+                    limit = ggml_weight_error_limit(tensor->type);
+                    type_name = qref_ggml_type_name(tensor->type);
+                }
+            }
+
             /* relative Frobenius error ||W' - W|| / ||W|| and SQNR = 10 log10(||W||^2 / ||W' - W||^2) */
             if (status == QREF_OK) {
                 double signal = 0.0, noise = 0.0;
@@ -421,15 +667,23 @@ bool qc_structure_compare_reference(const qc_model *artifact, const qc_model *re
                 double relative = signal > 0.0 ? sqrt(noise / signal) : (noise > 0.0 ? INFINITY : 0.0);
                 cJSON *item = cJSON_CreateObject();
                 cJSON_AddStringToObject(item, "linear", module);
+                if (type_name != NULL)
+                    cJSON_AddStringToObject(item, "ggml_type", type_name);
                 cJSON_AddNumberToObject(item, "relative_frobenius_error", relative);
+                cJSON_AddNumberToObject(item, "limit", limit);
                 if (noise > 0.0)
                     cJSON_AddNumberToObject(item, "sqnr_db", 10.0 * log10(signal / noise));
                 else
                     cJSON_AddNullToObject(item, "sqnr_db");
                 cJSON_AddItemToArray(layers, item);
-                if (!(relative <= worst_error)) {
+                /* the worst linear is the one closest to (or furthest past) its own limit */
+                double ratio = isnan(relative) ? INFINITY : relative / limit;
+                if (!(ratio <= worst_ratio) || worst_linear[0] == '\0') {
+                    worst_ratio = ratio;
                     worst_error = isnan(relative) ? INFINITY : relative;
+                    worst_limit = limit;
                     snprintf(worst_linear, sizeof worst_linear, "%s", module);
+                    snprintf(worst_type, sizeof worst_type, "%s", type_name != NULL ? type_name : "");
                 }
             }
             if (status == QREF_OK && rtn && rtn_mismatch[0] == '\0' && artifact->quantized)
@@ -444,20 +698,33 @@ bool qc_structure_compare_reference(const qc_model *artifact, const qc_model *re
         qc_report_add_error(report, "reference.weights", &err);
         return false;
     }
-    int bits = artifact->quantized ? artifact->gptq.bits : 16;
-    double limit = weight_error_limit(bits);
-    if (!(worst_error <= limit)) {
+    if (gguf) {
+        if (!(worst_error <= worst_limit)) {
+            qc_report_add_check(report, "reference.weights", QC_VERDICT_FAIL,
+                                "%s (%s): relative Frobenius error %.4g against the reference exceeds %.3g, the "
+                                "limit for %s weights; the artifact was not made from this reference, or its "
+                                "weights are damaged (per-linear values in metrics.weight_error)",
+                                worst_linear, worst_type, worst_error, worst_limit, worst_type);
+            return false;
+        }
+        qc_report_add_check(report, "reference.weights", QC_VERDICT_PASS,
+                            "every linear is within the relative Frobenius error limit of its ggml type against "
+                            "the reference; closest to its limit: %s (%s) with %.4g of %.3g (per-linear values in "
+                            "metrics.weight_error)", worst_linear, worst_type, worst_error, worst_limit);
+        return true;
+    }
+    if (!(worst_error <= worst_limit)) {
         qc_report_add_check(report, "reference.weights", QC_VERDICT_FAIL,
                             "%s: relative Frobenius error %.4g against the reference exceeds %.3g, the limit for "
                             "%d-bit weights; the artifact was not made from this reference, or its weights are "
                             "damaged (per-linear values in metrics.weight_error)",
-                            worst_linear, worst_error, limit, bits);
+                            worst_linear, worst_error, worst_limit, bits);
         return false;
     }
     qc_report_add_check(report, "reference.weights", QC_VERDICT_PASS,
                         "every linear is within the %d-bit limit of %.3g relative Frobenius error against the "
                         "reference; worst %.4g in %s (per-linear values in metrics.weight_error)",
-                        bits, limit, worst_error, worst_linear);
+                        bits, worst_limit, worst_error, worst_linear);
     if (rtn) {
         if (rtn_mismatch[0] != '\0') {
             qc_report_add_check(report, "rtn.codes", QC_VERDICT_FAIL,
