@@ -80,7 +80,7 @@ static double seconds_since(const struct timespec *start)
 static qref_status model_manifest_digest(const qc_model *model, char digest[QREF_SHA256_HEX_SIZE], qref_error *err)
 {
     cJSON *manifest = NULL;
-    qref_status status = qc_manifest_build(model->snapshot, &manifest, digest, err);
+    qref_status status = qc_manifest_build_model(model, &manifest, digest, err);
     cJSON_Delete(manifest);
     if (status != QREF_OK)
         return qref_error_prefix(err, "%s: ", model->path);

@@ -1,7 +1,7 @@
 /*
- * qconform hash: the SHA-256 manifest of a snapshot.
+ * qconform hash: the SHA-256 manifest of a snapshot or GGUF file.
  *
- *   qconform hash SNAPSHOT [--json]
+ *   qconform hash MODEL [--json]
  *
  * Prints one line per file and per tensor ("sha256  kind  name") and the digest over the
  * listing, or the manifest as JSON.
@@ -12,14 +12,16 @@
 #include "qc_args.h"
 #include "qc_commands.h"
 #include "qc_manifest.h"
+#include "qc_model.h"
 
 static void print_usage(FILE *out)
 {
     fprintf(out,
-            "usage: qconform hash SNAPSHOT [--json]\n"
+            "usage: qconform hash MODEL [--json]\n"
             "\n"
-            "Prints the SHA-256 of every file of SNAPSHOT (a folder, .safetensors file or archive)\n"
-            "and of every tensor's stored bytes, then one digest over that listing.\n"
+            "Prints the SHA-256 of every file of MODEL (a snapshot folder, .safetensors file or\n"
+            "archive, or a GGUF file) and of every tensor's stored bytes, then one digest over that\n"
+            "listing.\n"
             "\n"
             "options:\n"
             "  --json   print the manifest as a JSON object\n"
@@ -36,16 +38,25 @@ int qc_cmd_hash(int argc, char **argv)
     if (qc_args_parse_command("hash", argc, argv, specs, 1, 1, print_usage, &args, &code))
         return code;
     if (args.positional_count != 1)
-        return qc_usage_error("hash", "expected one SNAPSHOT path");
+        return qc_usage_error("hash", "expected one MODEL path");
 
     qref_error err = {0};
-    qref_snapshot *snapshot = NULL;
-    if (qref_snapshot_open(args.positional[0], &snapshot, &err) != QREF_OK)
-        return qc_report_error(&err);
     cJSON *manifest = NULL;
     char digest[QREF_SHA256_HEX_SIZE];
-    qref_status status = qc_manifest_build(snapshot, &manifest, digest, &err);
-    qref_snapshot_free(snapshot);
+    qref_status status;
+    if (qc_model_is_gguf_file(args.positional[0])) {
+        qref_gguf gguf;
+        if (qref_gguf_open(args.positional[0], &gguf, &err) != QREF_OK)
+            return qc_report_error(&err);
+        status = qc_manifest_build_gguf(args.positional[0], &gguf, &manifest, digest, &err);
+        qref_gguf_free(&gguf);
+    } else {
+        qref_snapshot *snapshot = NULL;
+        if (qref_snapshot_open(args.positional[0], &snapshot, &err) != QREF_OK)
+            return qc_report_error(&err);
+        status = qc_manifest_build(snapshot, &manifest, digest, &err);
+        qref_snapshot_free(snapshot);
+    }
     if (status != QREF_OK)
         return qc_report_error(&err);
 

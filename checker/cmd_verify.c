@@ -533,7 +533,7 @@ static bool open_subject(verify_subject *subject, const char *role, const char *
 
     cJSON *manifest = NULL;
     char digest[QREF_SHA256_HEX_SIZE];
-    if (qc_manifest_build(subject->model.snapshot, &manifest, digest, &err) != QREF_OK) {
+    if (qc_manifest_build_model(&subject->model, &manifest, digest, &err) != QREF_OK) {
         qc_report_add_error(report, "manifest", &err);
         add_input(report, role, path, NULL);
         return true;

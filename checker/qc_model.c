@@ -99,8 +99,7 @@ static qref_status keep_unsupported_tokenizer(qc_model *model, qref_status statu
     return QREF_OK;
 }
 
-/* True when path is a regular file that starts with the GGUF magic. */
-static bool is_gguf_file(const char *path)
+bool qc_model_is_gguf_file(const char *path)
 {
     struct stat st;
     if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
@@ -178,7 +177,7 @@ qref_status qc_model_open(const char *path, qc_model *model, qref_error *err)
 {
     memset(model, 0, sizeof *model);
     model->path = path;
-    qref_status status = is_gguf_file(path) ? open_gguf(path, model, err) : open_snapshot(path, model, err);
+    qref_status status = qc_model_is_gguf_file(path) ? open_gguf(path, model, err) : open_snapshot(path, model, err);
     if (status != QREF_OK)
         qc_model_close(model);
     return status;

@@ -63,4 +63,7 @@ qref_status qc_model_require_tokenizer(const qc_model *model, qref_error *err);
 
 void qc_model_close(qc_model *model);
 
+/* True when path is a regular file that starts with the GGUF magic "GGUF". */
+bool qc_model_is_gguf_file(const char *path);
+
 #endif
