@@ -186,7 +186,7 @@ qref_status qc_eval_wikitext_tokenize(const qc_model *model, const char *data_pa
     memcpy(out->raw_sha256, wikitext.raw_sha256, sizeof out->raw_sha256);
     memcpy(out->tokenizer_sha256, qref_tokenizer_sha256(model->tokenizer), sizeof out->tokenizer_sha256);
 
-    /* llama.cpp adds BOS (and writes it over every chunk start) only when the vocabulary says so */
+    /* llama.cpp adds BOS (and writes it over every chunk start) only when the vocabulary sets add_bos_token */
     bool llamacpp = protocol == QREF_PPL_PROTOCOL_LLAMACPP;
     bool add_bos = !llamacpp || qref_tokenizer_adds_bos(model->tokenizer);
     const char *text = llamacpp ? wikitext.llamacpp_text : wikitext.study_text;

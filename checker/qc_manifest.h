@@ -22,11 +22,11 @@ qref_status qc_manifest_build(const qref_snapshot *snapshot, cJSON **out, char d
                               qref_error *err);
 
 /*
- * Builds the manifest of a GGUF file: {"files": [{"name", "size", "sha256"}] with the one file
- * (named by the last component of path), "tensors": [{"name", "type", "shape", "sha256"}] in
- * file order, where type is the ggml type name ("Q4_K"), shape lists ne[0] first (ggml order:
- * the row length first) and sha256 covers the tensor's stored bytes, and "sha256" over the
- * lines "file NAME SHA" and "tensor NAME SHA" in that order}.
+ * Builds the manifest of a GGUF file in the same shape. "files" lists the one file, named by
+ * the last component of path. "tensors" lists {"name", "type", "shape", "sha256"} in file
+ * order: type is the ggml type name ("Q4_K"), shape lists ne[0] (the row length) first, and
+ * sha256 covers the tensor's stored bytes. "sha256" is the digest of the lines "file NAME SHA"
+ * and "tensor NAME SHA" in that order.
  */
 qref_status qc_manifest_build_gguf(const char *path, const qref_gguf *gguf, cJSON **out,
                                    char digest[QREF_SHA256_HEX_SIZE], qref_error *err);

@@ -9,6 +9,8 @@
  *   - a GGUF file (recognized by its "GGUF" magic): config from the llama.* metadata, weights
  *     dequantized from its tensors, tokenizer from tokenizer.ggml.* (model/qref_gguf_model.h,
  *     model/qref_tokenizer.h).
+ * TODO: a GGUF file inside an archive is not read; the archive is opened as a snapshot and
+ * fails for lack of safetensors weights.
  */
 #ifndef QC_MODEL_H
 #define QC_MODEL_H

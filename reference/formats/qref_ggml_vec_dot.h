@@ -6,10 +6,10 @@
  * ggml/src/ggml-cpu/ggml-cpu.c, ggml-org/llama.cpp 2025): F32 weights keep f32 activations,
  * F16 and BF16 weights round them to F16 or BF16, Q4_0, Q5_0, Q8_0 and IQ4_NL quantize them
  * to Q8_0 blocks of 32, Q4_1 and Q5_1 to Q8_1 blocks of 32, and the K-quants Q2_K..Q6_K to
- * Q8_K blocks of 256. The dot products of the encoded rows equal (up to f32 summation order)
- * the dot products of the dequantized weights with the decoded activations, so a forward pass
- * that rounds each linear's input as here and multiplies by the dequantized weight computes
- * what ggml's CPU backend computes, to float rounding.
+ * Q8_K blocks of 256. The dot products of the encoded rows equal the dot products of the
+ * dequantized weights with the decoded activations, up to f32 summation order. A forward pass
+ * that rounds each linear's input as here and multiplies by the dequantized weight therefore
+ * computes what ggml's CPU backend computes, to float rounding.
  *
  * The quantizers follow ggml's reference versions in ggml/src/ggml-quants.c:
  *   - Q8_0 / Q8_1 (quantize_row_q8_0_ref, quantize_row_q8_1_ref): per block of 32,

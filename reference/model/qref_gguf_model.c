@@ -179,6 +179,14 @@ qref_status qref_gguf_llama_config(const qref_gguf *g, qref_llama_config *config
                               "(expected \"llama\")", g->display, name);
     }
 
+    /* one file of a split model holds only some tensors */
+    uint32_t split_count = 1;
+    qref_error ignored = {0};
+    if (qref_gguf_get_u32(g, "split.count", &split_count, &ignored) == QREF_OK && split_count > 1)
+        return qref_error_set(err, QREF_ERR_UNSUPPORTED, "%s: split.count is %u; models split over several GGUF "
+                              "files are not supported (merge them with llama-gguf-split --merge)", g->display,
+                              split_count);
+
     /* shapes */
     int key_length = 0, value_length = 0, rope_dims = 0;
     if ((status = get_positive(g, "llama.block_count", &config->num_hidden_layers, err)) ||
@@ -231,7 +239,6 @@ qref_status qref_gguf_llama_config(const qref_gguf *g, qref_llama_config *config
     config->vocab_size = (int)embed->ne[1];
     config->tie_word_embeddings = qref_gguf_find_tensor(g, "output.weight") == NULL;
     uint32_t id;
-    qref_error ignored = {0};
     if (qref_gguf_get_u32(g, "tokenizer.ggml.bos_token_id", &id, &ignored) == QREF_OK && id < (uint32_t)INT32_MAX)
         config->bos_token_id = (int)id;
     if (qref_gguf_get_u32(g, "tokenizer.ggml.eos_token_id", &id, &ignored) == QREF_OK && id < (uint32_t)INT32_MAX)

@@ -26,7 +26,7 @@
  *                                        factor the largest element; the config then carries
  *                                        that scaling
  * RoPE scaling keys (llama.rope.scaling.type other than "none", rope.scale_linear other than 1)
- * are not supported.
+ * and models split over several files (split.count above 1) are not supported.
  *
  * Tensors (gguf-py constants.py TENSOR_NAMES). GGUF stores a PyTorch [out, in] matrix with
  * ne = [in, out]: ne[0], the row length, is in_features.
@@ -43,10 +43,15 @@
  * attn_k in the interleaved order: convert_hf_to_gguf.py permutes them (LlamaModel.permute),
  * and convert-llama2c-to-ggml copies llama2.c's weights, which are in Meta's interleaved order
  * already. Within each head of head_dim rows, GGUF row 2i + s is Hugging Face row
- * s * head_dim/2 + i; the provider undoes this, so both RoPE conventions give the same result.
+ * s * head_dim/2 + i. The provider undoes this, so both RoPE conventions give the same result.
  *
  * Weights are dequantized with formats/qref_ggml.h (bit-identical to ggml's scalar
- * dequantize_row_* functions) and checked to be finite.
+ * dequantize_row_* functions) and checked to be finite. The provider also rounds each linear's
+ * input to the weight type's vec_dot_type (formats/qref_ggml_vec_dot.h), as ggml's CPU backend
+ * does, so quantized files give llama.cpp's results rather than those of f32 activations.
+ * NOTE: attention itself stays in f32. llama.cpp's default F16 KV cache and F16 attention
+ * products are not reproduced; on the stories260k fixtures this leaves llama-perplexity's values
+ * about 5e-5 relative away (measured with the F32 file, whose linears need no rounding).
  */
 #ifndef QREF_GGUF_MODEL_H
 #define QREF_GGUF_MODEL_H

@@ -3,9 +3,9 @@
  * (formats/qref_ggml_vec_dot.h) and GGUF "gpt2" tokenizers.
  *
  * Where the expected values come from:
- *   - the F32 GGUF fixtures hold exactly the weights of the Hugging Face snapshots they were
- *     converted from (convert-llama2c-to-ggml of the same llama2.c files; test_formats_ggml
- *     checks every weight), so the two must give the same logits (1e-5, here bit-equal);
+ *   - the F32 GGUF fixtures hold exactly the weights of the Hugging Face snapshots, because
+ *     both were converted from the same llama2.c files (test_formats_ggml checks every
+ *     weight). So the two must give the same logits (1e-5, here bit-equal);
  *   - the configs of the GGUF fixtures must equal the snapshots' config.json, except the
  *     context length, which the converter wrote as 128;
  *   - rope_freqs factors are computed in the test with convert_hf_to_gguf.py's formula and
@@ -196,6 +196,7 @@ typedef struct tiny_options {
     const char *mxfp4_tensor;      /* a tensor written as MXFP4 (no dequantizer) */
     const float *rope_freqs;       /* rope_freqs.weight [TINY_HEAD_DIM / 2] when not NULL */
     float rope_theta;              /* 0: no llama.rope.freq_base */
+    uint32_t split_count;          /* split.count when not 0 */
 } tiny_options;
 
 /* Element (r, c) of tensor `name`: a value that names its row, so row order can be checked. */
@@ -254,6 +255,8 @@ static uint8_t *tiny_model(const tiny_options *o, qref_gguf *g)
         test_gguf_kv_f32(&w, "llama.rope.freq_base", o->rope_theta);
     if (o->rope_scaling_type != NULL)
         test_gguf_kv_string(&w, "llama.rope.scaling.type", o->rope_scaling_type);
+    if (o->split_count != 0)
+        test_gguf_kv_u32(&w, "split.count", o->split_count);
 
     tiny_tensor(&w, o, "token_embd.weight", TINY_HIDDEN, TINY_VOCAB);
     tiny_tensor(&w, o, "output_norm.weight", TINY_HIDDEN, 1);
@@ -310,6 +313,8 @@ static void config_rejects_metadata(void **state)
     expect_config_error(&(tiny_options){.head_count_kv = 3}, QREF_ERR_INVALID,
                         "tiny.gguf: llama.attention.head_count 2 is not a multiple of llama.attention.head_count_kv 3");
     expect_config_error(&(tiny_options){.omit_tensor = "token_embd.weight"}, QREF_ERR_INVALID, "token_embd.weight");
+    expect_config_error(&(tiny_options){.split_count = 2}, QREF_ERR_UNSUPPORTED,
+                        "tiny.gguf: split.count is 2; models split over several GGUF files are not supported");
 
     /* absent output.weight: tied; no freq_base: 10000; "none" scaling is accepted */
     qref_gguf g;
