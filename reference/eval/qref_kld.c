@@ -397,6 +397,7 @@ static qref_status tokens_digest(const int32_t *tokens, size_t count, char hex[Q
     return QREF_OK;
 }
 
+/* TODO: llama-perplexity also runs a context beyond the training context (a GGUF's llama.context_length). */
 static qref_status check_context(const qref_llama_config *config, const char *role, int n_ctx, qref_error *err)
 {
     if (n_ctx > config->max_position_embeddings)
