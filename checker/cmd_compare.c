@@ -183,6 +183,13 @@ static void print_summary(const compare_inputs *in, const qref_kld_result *resul
            s->log_ppl_ratio.uncertainty);
     printf("Mean PPL(Q)/PPL(base)         : %10.6lf ± %10.6lf\n", s->ppl_ratio.value, s->ppl_ratio.uncertainty);
     printf("Mean PPL(Q)-PPL(base)         : %10.6lf ± %10.6lf\n", s->ppl_diff.value, s->ppl_diff.uncertainty);
+    if (s->has_exact) {
+        /* llama.cpp's base values come from 16-bit rows that floor log-probabilities 16 nats below the top */
+        printf("PPL(base), unencoded logits   : %10.6lf ± %10.6lf\n", s->ppl_base_exact.value,
+               s->ppl_base_exact.uncertainty);
+        printf("PPL(Q)/PPL(base), unencoded   : %10.6lf ± %10.6lf\n", s->ppl_ratio_exact.value,
+               s->ppl_ratio_exact.uncertainty);
+    }
     printf("\n");
 
     printf("====== KL divergence statistics ======\n");
@@ -318,6 +325,11 @@ static cJSON *result_to_json(const compare_inputs *in, const qref_kld_result *re
     json_add_estimate(ppl, "difference", s->ppl_diff);
     json_add_number(ppl, "ln_covariance", s->log_ppl_cov);
     json_add_number(ppl, "ln_correlation", s->log_ppl_cor);
+    /* base and ratio from the reference's logits before the 16-bit encoding (live runs only) */
+    if (s->has_exact) {
+        json_add_estimate(ppl, "base_exact", s->ppl_base_exact);
+        json_add_estimate(ppl, "ratio_exact", s->ppl_ratio_exact);
+    }
     cJSON *kld = cJSON_AddObjectToObject(root, "kld");
     json_add_estimate(kld, "mean", s->kld);
     json_add_ranks(kld, s->kld_rank, false);

@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "io/qref_json.h"
+#include "eval/qref_kld.h"
 #include "model/qref_llama.h"
 #include "qc_args.h"
 #include "qc_commands.h"
@@ -66,6 +67,8 @@ typedef struct verify_subject {
     char manifest_digest[QREF_SHA256_HEX_SIZE]; /* "" when hashing failed */
     struct {
         size_t windows;
+        qref_ppl_protocol protocol;
+        int seqlen;
         qref_status status;
         qref_error err;
         qc_ppl_outcome outcome;
@@ -73,14 +76,25 @@ typedef struct verify_subject {
     size_t ppl_count;
 } verify_subject;
 
+/* The comparison of the artifact with the reference over llama.cpp's chunks, for one setting. */
+typedef struct verify_kld {
+    int n_ctx;
+    size_t chunks;
+    qref_status status;
+    qref_error err;
+    qref_kld_result result;
+} verify_kld;
+
 typedef struct verify_context {
     verify_subject artifact;
     verify_subject reference;
     const qc_suite *suite;
     const char *data_path;
     const char *cache_dir;        /* NULL: no perplexity cache */
-    qref_ppl_protocol protocol;
-    int seqlen;
+    qref_ppl_protocol protocol;   /* the suite's; a cell may override it */
+    int seqlen;                   /* the suite's; a cell may override it */
+    verify_kld kld[4];
+    size_t kld_count;
     size_t windows_override;
     bool structure_ok;
     qc_report *report;
@@ -93,8 +107,8 @@ typedef struct verify_context {
  * its tokenizer), the dataset file's bytes, the protocol, the window length and count, and the
  * tool version. Returns false when the key cannot be formed.
  */
-static bool ppl_cache_path(const verify_context *ctx, const verify_subject *subject, size_t windows, char *path,
-                           size_t size)
+static bool ppl_cache_path(const verify_context *ctx, const verify_subject *subject, qref_ppl_protocol protocol,
+                           int seqlen, size_t windows, char *path, size_t size)
 {
     if (ctx->cache_dir == NULL || subject->manifest_digest[0] == '\0')
         return false;
@@ -110,8 +124,8 @@ static bool ppl_cache_path(const verify_context *ctx, const verify_subject *subj
 
     char key_text[512], key[QREF_SHA256_HEX_SIZE];
     snprintf(key_text, sizeof key_text, "qconform %s perplexity\nmodel %s\ndata %s\nprotocol %s\nseqlen %d\nwindows %zu\n",
-             QCONFORM_VERSION, subject->manifest_digest, data_digest, qref_ppl_protocol_name(ctx->protocol),
-             ctx->seqlen, windows);
+             QCONFORM_VERSION, subject->manifest_digest, data_digest, qref_ppl_protocol_name(protocol), seqlen,
+             windows);
     if (qref_sha256_buffer_hex(key_text, strlen(key_text), key) != 0)
         return false;
     snprintf(path, size, "%s/ppl-%s.json", ctx->cache_dir, key);
@@ -146,12 +160,13 @@ static void ppl_cache_write(const char *path, const qc_ppl_outcome *outcome, con
     free(text);
 }
 
-/* Perplexity of a subject over `windows` windows (0 = all), computed once per window count. */
-static qref_status subject_ppl(verify_context *ctx, verify_subject *subject, size_t windows,
-                               const qc_ppl_outcome **out, qref_error *err)
+/* Perplexity of a subject over `windows` windows (0 = all), computed once per setting. */
+static qref_status subject_ppl(verify_context *ctx, verify_subject *subject, qref_ppl_protocol protocol, int seqlen,
+                               size_t windows, const qc_ppl_outcome **out, qref_error *err)
 {
     for (size_t i = 0; i < subject->ppl_count; i++) {
-        if (subject->ppl[i].windows == windows) {
+        if (subject->ppl[i].windows == windows && subject->ppl[i].protocol == protocol &&
+            subject->ppl[i].seqlen == seqlen) {
             *out = &subject->ppl[i].outcome;
             if (subject->ppl[i].status != QREF_OK)
                 *err = subject->ppl[i].err;
@@ -162,22 +177,24 @@ static qref_status subject_ppl(verify_context *ctx, verify_subject *subject, siz
         return qref_error_set(err, QREF_ERR_INVALID, "no WikiText-2 data: pass --data PATH or a suite that "
                               "names a dataset");
     if (subject->ppl_count == sizeof subject->ppl / sizeof subject->ppl[0])
-        return qref_error_set(err, QREF_ERR_INTERNAL, "too many distinct window counts in one run");
+        return qref_error_set(err, QREF_ERR_INTERNAL, "too many distinct perplexity settings in one run");
 
     size_t slot = subject->ppl_count++;
     subject->ppl[slot].windows = windows;
+    subject->ppl[slot].protocol = protocol;
+    subject->ppl[slot].seqlen = seqlen;
     char cache_path[QC_PATH_MAX + 96];
-    bool cacheable = ppl_cache_path(ctx, subject, windows, cache_path, sizeof cache_path);
+    bool cacheable = ppl_cache_path(ctx, subject, protocol, seqlen, windows, cache_path, sizeof cache_path);
     if (cacheable && ppl_cache_read(cache_path, &subject->ppl[slot].outcome)) {
         fprintf(stderr, "qconform: %s perplexity read from the cache %s\n", subject->role, cache_path);
         subject->ppl[slot].status = QREF_OK;
     } else {
         fprintf(stderr, "qconform: evaluating WikiText-2 perplexity of the %s (%s protocol%s)\n", subject->role,
-                qref_ppl_protocol_name(ctx->protocol), windows ? ", limited windows" : "");
+                qref_ppl_protocol_name(protocol), windows ? ", limited windows" : "");
         qc_ppl_request request = {
             .data_path = ctx->data_path,
-            .protocol = ctx->protocol,
-            .seqlen = ctx->seqlen,
+            .protocol = protocol,
+            .seqlen = seqlen,
             .max_windows = windows,
         };
         subject->ppl[slot].status = qc_eval_wikitext_ppl(&subject->model, &request, &subject->ppl[slot].outcome,
@@ -329,6 +346,81 @@ done:
     return status;
 }
 
+/* The protocol, window length and window count a cell evaluates with. */
+static void cell_settings(const verify_context *ctx, const qc_suite_cell *cell, qref_ppl_protocol *protocol,
+                          int *seqlen, size_t *windows)
+{
+    *protocol = ctx->protocol;
+    if (cell->protocol[0] != '\0')
+        qc_eval_parse_protocol(cell->protocol, protocol);
+    *seqlen = cell->seqlen ? cell->seqlen : ctx->seqlen;
+    *windows = ctx->windows_override ? ctx->windows_override : (cell->windows ? cell->windows : ctx->suite->windows);
+}
+
+/*
+ * KL divergence of the artifact against the reference over llama.cpp's chunks of n_ctx tokens
+ * (the reference's tokenization of the llama.cpp text, BOS at each chunk's start), computed
+ * once per setting.
+ */
+static qref_status artifact_kld(verify_context *ctx, int n_ctx, size_t chunks, const qref_kld_result **out,
+                                qref_error *err)
+{
+    for (size_t i = 0; i < ctx->kld_count; i++) {
+        if (ctx->kld[i].n_ctx == n_ctx && ctx->kld[i].chunks == chunks) {
+            *out = &ctx->kld[i].result;
+            if (ctx->kld[i].status != QREF_OK)
+                *err = ctx->kld[i].err;
+            return ctx->kld[i].status;
+        }
+    }
+    if (ctx->data_path == NULL)
+        return qref_error_set(err, QREF_ERR_INVALID, "no WikiText-2 data: pass --data PATH or a suite that "
+                              "names a dataset");
+    if (ctx->kld_count == sizeof ctx->kld / sizeof ctx->kld[0])
+        return qref_error_set(err, QREF_ERR_INTERNAL, "too many distinct KL-divergence settings in one run");
+
+    verify_kld *entry = &ctx->kld[ctx->kld_count++];
+    entry->n_ctx = n_ctx;
+    entry->chunks = chunks;
+    fprintf(stderr, "qconform: evaluating the KL divergence of the artifact from the reference (%d-token chunks)\n",
+            n_ctx);
+    qc_wikitext_tokens tokens = {0};
+    entry->status = qc_eval_wikitext_tokenize(&ctx->reference.model, ctx->data_path, QREF_PPL_PROTOCOL_LLAMACPP,
+                                              &tokens, &entry->err);
+    if (entry->status == QREF_OK) {
+        qref_kld_options options = {.n_ctx = n_ctx, .max_chunks = chunks, .bos_id = tokens.bos_id};
+        entry->status = qref_kld_run(&ctx->reference.model.config, &ctx->reference.model.weights,
+                                     &ctx->artifact.model.config, &ctx->artifact.model.weights, tokens.ids,
+                                     tokens.count, &options, NULL, &entry->result, &entry->err);
+    }
+    qc_wikitext_tokens_free(&tokens);
+    *out = &entry->result;
+    if (entry->status != QREF_OK) {
+        *err = entry->err;
+        return entry->status;
+    }
+
+    const qref_kld_stats *stats = &entry->result.stats;
+    cJSON *metric = cJSON_CreateObject();
+    cJSON_AddStringToObject(metric, "protocol", "llama.cpp KL divergence: reference and artifact on the same chunks");
+    cJSON_AddNumberToObject(metric, "n_ctx", n_ctx);
+    cJSON_AddNumberToObject(metric, "chunks", (double)entry->result.chunks);
+    cJSON_AddNumberToObject(metric, "tokens_scored", (double)entry->result.token_count);
+    cJSON_AddStringToObject(metric, "tokens_sha256", entry->result.tokens_sha256);
+    cJSON_AddNumberToObject(metric, "kld_mean", stats->kld.value);
+    cJSON_AddNumberToObject(metric, "kld_mean_uncertainty", stats->kld.uncertainty);
+    cJSON_AddNumberToObject(metric, "ppl_artifact", stats->ppl.value);
+    cJSON_AddNumberToObject(metric, "ppl_reference", stats->ppl_base_exact.value);
+    cJSON_AddNumberToObject(metric, "ppl_ratio", stats->ppl_ratio_exact.value);
+    cJSON_AddNumberToObject(metric, "ppl_ratio_uncertainty", stats->ppl_ratio_exact.uncertainty);
+    cJSON_AddNumberToObject(metric, "same_top", stats->same_top.value);
+    cJSON *list = cJSON_GetObjectItemCaseSensitive(ctx->report->metrics, "kl_divergence");
+    if (list == NULL)
+        list = cJSON_AddArrayToObject(ctx->report->metrics, "kl_divergence");
+    cJSON_AddItemToArray(list, metric);
+    return QREF_OK;
+}
+
 static qref_status subject_metric(verify_context *ctx, verify_subject *subject, const qc_suite_cell *cell,
                                   double *value, double *value_stderr, qref_error *err)
 {
@@ -336,10 +428,25 @@ static qref_status subject_metric(verify_context *ctx, verify_subject *subject, 
     if (cell->metric == QC_METRIC_LOGITS_MAX_ABS_ERROR)
         return golden_logits_error(&subject->model, cell->golden, ctx->report->inputs, value, err);
 
-    size_t windows = ctx->windows_override ? ctx->windows_override
-                                           : (cell->windows ? cell->windows : ctx->suite->windows);
+    qref_ppl_protocol protocol;
+    int seqlen;
+    size_t windows;
+    cell_settings(ctx, cell, &protocol, &seqlen, &windows);
+    if (cell->metric == QC_METRIC_KLD || cell->metric == QC_METRIC_PPL_RATIO) {
+        const qref_kld_result *result = NULL;
+        qref_status status = artifact_kld(ctx, seqlen ? seqlen : 512, windows, &result, err);
+        if (status != QREF_OK)
+            return status;
+        /* the ratio from the reference's unencoded logits: the 16-bit rows floor rare targets' NLL */
+        const qref_estimate *estimate = cell->metric == QC_METRIC_KLD ? &result->stats.kld
+                                                                       : &result->stats.ppl_ratio_exact;
+        *value = estimate->value;
+        *value_stderr = estimate->uncertainty;
+        return QREF_OK;
+    }
+
     const qc_ppl_outcome *outcome = NULL;
-    qref_status status = subject_ppl(ctx, subject, windows, &outcome, err);
+    qref_status status = subject_ppl(ctx, subject, protocol, seqlen, windows, &outcome, err);
     if (status == QREF_OK) {
         *value = outcome->result.ppl;
         *value_stderr = outcome->result.ppl_stderr;
@@ -349,10 +456,29 @@ static qref_status subject_metric(verify_context *ctx, verify_subject *subject, 
 
 /* ---- cells -------------------------------------------------------------------------------- */
 
-/* Describes what the artifact is, in the terms of a cell: method, bits, group size, sym. */
-static void artifact_identity(const qc_model *model, char *method, size_t size, int *bits, int *group, bool *sym)
+/* Describes what the artifact is, in the terms of a cell: method, bits, group size, sym, GGUF file type. */
+static void artifact_identity(const qc_model *model, char *method, size_t size, int *bits, int *group, bool *sym,
+                              char *quant_type, size_t quant_type_size)
 {
-    if (model->quantized) {
+    quant_type[0] = '\0';
+    *group = -1;
+    *sym = false;
+    if (model->kind == QC_MODEL_GGUF) {
+        snprintf(method, size, "gguf");
+        uint32_t file_type = 0;
+        qref_error err = {0};
+        const char *name = NULL;
+        if (qref_gguf_get_u32(model->gguf, "general.file_type", &file_type, &err) == QREF_OK)
+            name = qref_gguf_file_type_name(file_type);
+        /* without general.file_type (older converters), a file of F32 tensors only is of type F32 */
+        bool all_f32 = model->gguf->tensor_count > 0;
+        for (size_t i = 0; i < model->gguf->tensor_count; i++)
+            all_f32 = all_f32 && model->gguf->tensors[i].type == QREF_GGML_TYPE_F32;
+        if (name == NULL && all_f32)
+            name = "F32";
+        snprintf(quant_type, quant_type_size, "%s", name != NULL ? name : "");
+        *bits = 0;
+    } else if (model->quantized) {
         snprintf(method, size, "%s", model->gptq.algorithm[0] ? model->gptq.algorithm : "gptq");
         *bits = model->gptq.bits;
         *group = (int)model->gptq.group_size;
@@ -360,21 +486,28 @@ static void artifact_identity(const qc_model *model, char *method, size_t size, 
     } else {
         snprintf(method, size, "fp");
         *bits = strcmp(model->config.torch_dtype, "float32") == 0 ? 32 : 16;
-        *group = -1;
-        *sym = false;
     }
 }
 
 /* Returns true when the cell describes this artifact; otherwise writes why not into reason. */
 static bool cell_matches_artifact(const qc_suite_cell *cell, const qc_model *model, char *reason, size_t size)
 {
-    char method[QREF_GPTQ_CONFIG_TEXT_MAX];
+    char method[QREF_GPTQ_CONFIG_TEXT_MAX], quant_type[32];
     int bits, group;
     bool sym;
-    artifact_identity(model, method, sizeof method, &bits, &group, &sym);
-    bool full_precision = strcmp(method, "fp") == 0;
-    if (strcmp(cell->method, method) == 0 &&
-        (full_precision || (cell->bits == bits && cell->group_size == group && cell->sym == sym)))
+    artifact_identity(model, method, sizeof method, &bits, &group, &sym, quant_type, sizeof quant_type);
+    if (strcmp(cell->method, method) != 0) {
+        snprintf(reason, size, "the cell checks method %s; the artifact is %s", cell->method, method);
+        return false;
+    }
+    if (strcmp(method, "gguf") == 0) {
+        if (cell->quant_type[0] == '\0' || strcmp(cell->quant_type, quant_type) == 0)
+            return true;
+        snprintf(reason, size, "the cell checks GGUF file type %s; the artifact is %s", cell->quant_type,
+                 quant_type[0] ? quant_type : "of an unknown file type");
+        return false;
+    }
+    if (strcmp(method, "fp") == 0 || (cell->bits == bits && cell->group_size == group && cell->sym == sym))
         return true;
     snprintf(reason, size, "the cell checks %s %d-bit group %d %s; the artifact is %s %d-bit group %d %s",
              cell->method, cell->bits, cell->group_size, cell->sym ? "sym" : "asym", method, bits, group,
@@ -417,6 +550,12 @@ static void run_cell(verify_context *ctx, const qc_suite_cell *cell, qc_cell_res
         snprintf(result->message, sizeof result->message, "%s", reason);
         return;
     }
+    if ((cell->metric == QC_METRIC_KLD || cell->metric == QC_METRIC_PPL_RATIO) && !ctx->reference.open) {
+        result->verdict = QC_VERDICT_SKIP;
+        snprintf(result->message, sizeof result->message, "%s compares the artifact with the reference model; "
+                 "pass --reference", result->metric);
+        return;
+    }
     if (cell->band.reference_kind == QC_BAND_REFERENCE_MODEL && !ctx->reference.open) {
         result->verdict = QC_VERDICT_SKIP;
         snprintf(result->message, sizeof result->message, "the band is relative to the reference "
@@ -425,7 +564,7 @@ static void run_cell(verify_context *ctx, const qc_suite_cell *cell, qc_cell_res
     }
 
     size_t cell_windows = cell->windows ? cell->windows : ctx->suite->windows;
-    if (cell->metric == QC_METRIC_PPL && ctx->windows_override != 0 &&
+    if (cell->metric != QC_METRIC_LOGITS_MAX_ABS_ERROR && ctx->windows_override != 0 &&
         ctx->windows_override != cell_windows && cell->band.reference_kind == QC_BAND_REFERENCE_VALUE) {
         char measured_on[32] = "all";
         if (cell_windows != 0)
@@ -648,14 +787,17 @@ int qc_cmd_verify(int argc, char **argv)
     if (options.suite == NULL && ctx.data_path != NULL && ctx.artifact.open && ctx.structure_ok) {
         const qc_ppl_outcome *outcome;
         size_t windows = ctx.windows_override;
-        if (subject_ppl(&ctx, &ctx.artifact, windows, &outcome, &err) != QREF_OK)
+        if (subject_ppl(&ctx, &ctx.artifact, ctx.protocol, ctx.seqlen, windows, &outcome, &err) != QREF_OK)
             qc_report_add_error(&report, "artifact.ppl", &err);
-        if (ctx.reference.open && subject_ppl(&ctx, &ctx.reference, windows, &outcome, &err) != QREF_OK)
+        if (ctx.reference.open &&
+            subject_ppl(&ctx, &ctx.reference, ctx.protocol, ctx.seqlen, windows, &outcome, &err) != QREF_OK)
             qc_report_add_error(&report, "reference.ppl", &err);
     }
 
     /* 5. reports */
     code = write_reports(&report, &options, suite_name);
+    for (size_t i = 0; i < ctx.kld_count; i++)
+        qref_kld_result_free(&ctx.kld[i].result);
     if (ctx.artifact.open)
         qc_model_close(&ctx.artifact.model);
     if (ctx.reference.open)

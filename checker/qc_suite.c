@@ -12,7 +12,13 @@
 
 const char *qc_metric_name(qc_metric metric)
 {
-    return metric == QC_METRIC_LOGITS_MAX_ABS_ERROR ? "logits_max_abs_error" : "ppl";
+    switch (metric) {
+    case QC_METRIC_PPL: return "ppl";
+    case QC_METRIC_LOGITS_MAX_ABS_ERROR: return "logits_max_abs_error";
+    case QC_METRIC_KLD: return "kld";
+    case QC_METRIC_PPL_RATIO: return "ppl_ratio";
+    }
+    return "?";
 }
 
 /* Rejects a member not in allowed, so a misspelled key is an error rather than ignored. */
@@ -93,7 +99,8 @@ static qref_status parse_cell(const char *display, const cJSON *json, size_t ind
     bool flag;
     const char *text;
     if ((status = CHECK_KEYS(display, path, json, "id", "subject", "method", "bits", "group_size", "sym", "benchmark",
-                             "metric", "golden", "windows", "artifact", "band", "tags", "description")))
+                             "metric", "golden", "windows", "artifact", "band", "tags", "description", "protocol",
+                             "seqlen", "quant_type")))
         return status;
     if ((status = copy_string_member(display, json, "id", true, NULL, cell->id, sizeof cell->id, err)) ||
         (status = copy_string_member(display, json, "method", true, NULL, cell->method, sizeof cell->method,
@@ -139,10 +146,32 @@ static qref_status parse_cell(const char *display, const cJSON *json, size_t ind
         if (cell->golden[0] == '\0')
             return qref_error_set(err, QREF_ERR_INVALID, "%s: %s.golden: metric logits_max_abs_error needs "
                                   "a golden logits file", display, path);
+    } else if (strcmp(text, "kld") == 0 || strcmp(text, "ppl_ratio") == 0) {
+        cell->metric = strcmp(text, "kld") == 0 ? QC_METRIC_KLD : QC_METRIC_PPL_RATIO;
+        if (strcmp(cell->benchmark, "wikitext2") != 0)
+            return qref_error_set(err, QREF_ERR_UNSUPPORTED, "%s: %s.benchmark: \"%s\" is not supported for metric "
+                                  "%s (supported: wikitext2)", display, path, cell->benchmark, text);
+        if (cell->subject_reference)
+            return qref_error_set(err, QREF_ERR_INVALID, "%s: %s.subject: metric %s compares the artifact with the "
+                                  "reference, so the subject must be \"artifact\"", display, path, text);
     } else {
         return qref_error_set(err, QREF_ERR_UNSUPPORTED, "%s: %s.metric: \"%s\" is not supported (supported: "
-                              "ppl, logits_max_abs_error)", display, path, text);
+                              "ppl, ppl_ratio, kld, logits_max_abs_error)", display, path, text);
     }
+
+    /* per-cell protocol overrides */
+    if ((status = copy_string_member(display, json, "protocol", false, "", cell->protocol, sizeof cell->protocol,
+                                     err)))
+        return qref_error_prefix(err, "%s: ", path);
+    if (cell->protocol[0] != '\0' && strcmp(cell->protocol, "study") != 0 && strcmp(cell->protocol, "llamacpp") != 0)
+        return qref_error_set(err, QREF_ERR_INVALID, "%s: %s.protocol: \"%s\", expected \"study\" or \"llamacpp\"",
+                              display, path, cell->protocol);
+    if ((status = qref_json_get_int(display, json, "seqlen", false, 0, 0, 1 << 20, &number, err)))
+        return qref_error_prefix(err, "%s: ", path);
+    cell->seqlen = (int)number;
+    if ((status = copy_string_member(display, json, "quant_type", false, "", cell->quant_type,
+                                     sizeof cell->quant_type, err)))
+        return qref_error_prefix(err, "%s: ", path);
 
     if ((status = get_optional_path(display, json, "artifact", cell->artifact, sizeof cell->artifact, err)))
         return status;

@@ -2,7 +2,7 @@
  * Suite files (schema "qconform-suite/1"): which cells to check and how.
  *
  * A suite names a reference model and default datasets (paths relative to the suite file),
- * the evaluation protocol, and a list of cells. A cell is one model x method x bits x
+ * the evaluation protocol, and a list of cells (each may override the protocol). A cell is one model x method x bits x
  * benchmark with the metric it measures, the subject it measures it on ("reference" for a
  * baseline, "artifact" for the checkpoint under test), and the band its value must fall in.
  * See suites/README.md for the format with an example.
@@ -21,8 +21,10 @@
 #define QC_PATH_MAX 4096
 
 typedef enum qc_metric {
-    QC_METRIC_PPL,                 /* perplexity on a text benchmark */
-    QC_METRIC_LOGITS_MAX_ABS_ERROR /* largest |logit - golden logit| over a golden token sequence */
+    QC_METRIC_PPL,                  /* perplexity on a text benchmark */
+    QC_METRIC_LOGITS_MAX_ABS_ERROR, /* largest |logit - golden logit| over a golden token sequence */
+    QC_METRIC_KLD,                  /* mean KL(reference || artifact) per scored token, llama.cpp's chunks */
+    QC_METRIC_PPL_RATIO             /* PPL(artifact) / PPL(reference) on the same tokens, llama.cpp's chunks */
 } qc_metric;
 
 typedef struct qc_suite_cell {
@@ -37,7 +39,10 @@ typedef struct qc_suite_cell {
     char golden[QC_PATH_MAX]; /* QC_METRIC_LOGITS_MAX_ABS_ERROR: golden JSON, resolved path */
     qc_band band;
     char artifact[QC_PATH_MAX]; /* optional bundled artifact, resolved path ("" = none) */
-    size_t windows;        /* perplexity windows to evaluate; 0 = the suite's default */
+    size_t windows;        /* perplexity windows (llama.cpp: chunks) to evaluate; 0 = the suite's default */
+    char protocol[16];     /* perplexity protocol of this cell; "" = the suite's */
+    int seqlen;            /* window length (llama.cpp: context) of this cell; 0 = the suite's */
+    char quant_type[32];   /* GGUF artifacts: the file type the cell checks, e.g. "Q4_K_M"; "" = any */
 } qc_suite_cell;
 
 typedef struct qc_suite {

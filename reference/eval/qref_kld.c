@@ -80,6 +80,7 @@ void qref_kld_token_from_row(int n_vocab, const uint8_t *base_row, const float *
     out->kld = sum;
     out->nll = nll;
     out->nll_base = nll_base;
+    out->nll_base_exact = NAN; /* the caller that has the reference logits sets it */
     out->p_diff = p - p_base;
     out->same_top = imax == imax_base;
 }
@@ -111,6 +112,7 @@ void qref_kld_token_from_logits(int n_vocab, const float *base_logits, const flo
     out->kld = sum;
     out->nll = nll;
     out->nll_base = nll_base;
+    out->nll_base_exact = nll_base;
     out->p_diff = p - p_base;
     out->same_top = imax == imax_base;
 }
@@ -141,6 +143,13 @@ void qref_kld_sums_add(qref_kld_sums *sums, const qref_kld_token *token)
     const float magnitude = fabsf(token->p_diff);
     if (magnitude > sums->max_p_diff)
         sums->max_p_diff = magnitude;
+
+    if (isfinite(token->nll_base_exact)) {
+        sums->sum_nll_base_exact += token->nll_base_exact;
+        sums->sum_nll_base_exact2 += token->nll_base_exact * token->nll_base_exact;
+        sums->sum_nll_nll_base_exact += (double)token->nll * token->nll_base_exact;
+        sums->count_exact++;
+    }
 }
 
 /* llama.cpp's mean_and_uncertainty: the standard error is 0 for 10 values or fewer. */
@@ -194,6 +203,18 @@ void qref_kld_stats_from_sums(const qref_kld_sums *sums, qref_kld_stats *stats)
     stats->log_ppl_ratio.uncertainty = sqrt_clamped(u * u + u_base * u_base - 2.0 * cov);
     stats->ppl_ratio.value = exp(stats->log_ppl_ratio.value);
     stats->ppl_ratio.uncertainty = stats->ppl_ratio.value * stats->log_ppl_ratio.uncertainty;
+    if (n > 0 && sums->count_exact == n) {
+        qref_estimate log_base = mean_and_uncertainty(sums->sum_nll_base_exact, sums->sum_nll_base_exact2, n);
+        double cov_exact = covariance(sums->sum_nll, sums->sum_nll_base_exact, sums->sum_nll_nll_base_exact, n);
+        stats->has_exact = true;
+        stats->ppl_base_exact.value = exp(log_base.value);
+        stats->ppl_base_exact.uncertainty = stats->ppl_base_exact.value * log_base.uncertainty;
+        double log_ratio = stats->log_ppl.value - log_base.value;
+        stats->ppl_ratio_exact.value = exp(log_ratio);
+        stats->ppl_ratio_exact.uncertainty =
+            stats->ppl_ratio_exact.value *
+            sqrt_clamped(u * u + log_base.uncertainty * log_base.uncertainty - 2.0 * cov_exact);
+    }
     double ppl_cov = stats->ppl.value * stats->ppl_base.value * cov;
     double pu = stats->ppl.uncertainty, pu_base = stats->ppl_base.uncertainty;
     stats->ppl_diff.value = stats->ppl.value - stats->ppl_base.value;
@@ -315,6 +336,7 @@ typedef struct kld_sink {
     int first;               /* first scored logit position, n_ctx / 2 */
     int scored;
     size_t row_bytes;
+    double *base_nll_exact;  /* the group's exact reference NLLs, [chunks][scored]; NULL for file runs */
 } kld_sink;
 
 /* Reference pass: encodes every scored logit row of the group into its base row. */
@@ -328,8 +350,9 @@ static qref_status kld_encode_sink(void *ctx, size_t window, int position, int c
     for (int p = position; p < end; p++) {
         if (p < sink->first)
             continue;
-        uint8_t *row = sink->rows + (window * (size_t)sink->scored + (size_t)(p - sink->first)) * sink->row_bytes;
-        qref_kld_row_encode(sink->vocab, logits + (size_t)(p - position) * sink->vocab, targets[p + 1], row);
+        size_t index = window * (size_t)sink->scored + (size_t)(p - sink->first);
+        sink->base_nll_exact[index] = qref_kld_row_encode(sink->vocab, logits + (size_t)(p - position) * sink->vocab,
+                                                          targets[p + 1], sink->rows + index * sink->row_bytes);
     }
     for (int p = position > sink->first ? position : sink->first; p < end; p++) {
         const uint8_t *row = sink->rows + (window * (size_t)sink->scored + (size_t)(p - sink->first)) * sink->row_bytes;
@@ -356,6 +379,7 @@ static qref_status kld_token_sink(void *ctx, size_t window, int position, int co
         size_t index = window * (size_t)sink->scored + (size_t)(p - sink->first);
         qref_kld_token_from_row(sink->vocab, sink->rows + index * sink->row_bytes,
                                 logits + (size_t)(p - position) * sink->vocab, targets[p + 1], &sink->out[index]);
+        sink->out[index].nll_base_exact = sink->base_nll_exact != NULL ? sink->base_nll_exact[index] : NAN;
     }
     for (int p = position > sink->first ? position : sink->first; p < end; p++) {
         const qref_kld_token *t = &sink->out[window * (size_t)sink->scored + (size_t)(p - sink->first)];
@@ -394,15 +418,6 @@ static qref_status tokens_digest(const int32_t *tokens, size_t count, char hex[Q
     uint8_t bytes[QREF_SHA256_SIZE];
     qref_sha256_final(digest, bytes);
     qref_sha256_hex(bytes, hex);
-    return QREF_OK;
-}
-
-/* TODO: llama-perplexity also runs a context beyond the training context (a GGUF's llama.context_length). */
-static qref_status check_context(const qref_llama_config *config, const char *role, int n_ctx, qref_error *err)
-{
-    if (n_ctx > config->max_position_embeddings)
-        return qref_error_set(err, QREF_ERR_INVALID, "kl divergence: context %d exceeds the %s model's "
-                              "max_position_embeddings %d", n_ctx, role, config->max_position_embeddings);
     return QREF_OK;
 }
 
@@ -453,10 +468,7 @@ qref_status qref_kld_run(const qref_llama_config *base_config, const qref_weight
                               "quantized model %d, expected equal vocabularies", base_config->vocab_size, vocab);
     size_t chunks;
     qref_status status = qref_kld_chunk_count(n_tokens, options, &chunks, err);
-    if (status == QREF_OK)
-        status = check_context(base_config, "reference", n_ctx, err);
-    if (status == QREF_OK)
-        status = check_context(config, "quantized", n_ctx, err);
+    /* as llama-perplexity, a context beyond a model's training context runs (RoPE extends) */
     if (status == QREF_OK)
         status = result_init(result, n_ctx, vocab, n_tokens / (size_t)n_ctx, chunks, err);
     if (status == QREF_OK)
@@ -478,8 +490,9 @@ qref_status qref_kld_run(const qref_llama_config *base_config, const qref_weight
         group = chunks;
     int32_t *inputs = malloc(group * (size_t)n_ctx * sizeof(int32_t));
     uint8_t *rows = malloc(group * chunk_bytes);
+    double *base_nll_exact = malloc(group * (size_t)scored * sizeof(double));
     qref_kld_logits_writer writer;
-    if (inputs == NULL || rows == NULL) {
+    if (inputs == NULL || rows == NULL || base_nll_exact == NULL) {
         status = qref_error_set(err, QREF_ERR_NOMEM, "kl divergence: cannot allocate %zu chunks of base rows "
                                 "(%zu bytes)", group, group * chunk_bytes);
         memset(&writer, 0, sizeof writer);
@@ -506,6 +519,7 @@ qref_status qref_kld_run(const qref_llama_config *base_config, const qref_weight
             .first = n_ctx / 2,
             .scored = scored,
             .row_bytes = row_bytes,
+            .base_nll_exact = base_nll_exact,
         };
         chunks_prepare_inputs(tokens, first, count, n_ctx, options->bos_id, inputs);
 
@@ -543,6 +557,7 @@ done:
     }
     free(inputs);
     free(rows);
+    free(base_nll_exact);
     return status;
 }
 
@@ -559,9 +574,7 @@ qref_status qref_kld_run_file(const qref_kld_logits_file *base, const qref_llama
     size_t chunks = (size_t)base->n_chunk;
     if (options->max_chunks > 0 && options->max_chunks < chunks)
         chunks = options->max_chunks;
-    qref_status status = check_context(config, "quantized", n_ctx, err);
-    if (status == QREF_OK)
-        status = result_init(result, n_ctx, base->n_vocab, (size_t)base->n_chunk, chunks, err);
+    qref_status status = result_init(result, n_ctx, base->n_vocab, (size_t)base->n_chunk, chunks, err);
     if (status == QREF_OK)
         status = tokens_digest(base->tokens, chunks * (size_t)n_ctx, result->tokens_sha256, err);
     if (status != QREF_OK) {

@@ -61,6 +61,12 @@ typedef struct qref_kld_token {
     float nll_base;    /* -log p_t */
     float p_diff;      /* q_t - p_t */
     int32_t same_top;  /* 1 when the two argmaxes agree */
+    /*
+     * -log p_t from the reference's own logits before the 16-bit encoding, or NaN when only a
+     * base logits file was read. The encoding floors log-probabilities at about 16 nats below
+     * the top one, so nll_base (as llama.cpp reports it) understates rare targets.
+     */
+    double nll_base_exact;
 } qref_kld_token;
 
 /* Computes a token from the quantized logits and the reference logits (exact base). */
@@ -81,6 +87,8 @@ typedef struct qref_kld_sums {
     float max_p_diff;  /* max |delta p| */
     size_t n_same_top;
     size_t count;
+    double sum_nll_base_exact, sum_nll_base_exact2, sum_nll_nll_base_exact;
+    size_t count_exact; /* tokens with a finite nll_base_exact */
 } qref_kld_sums;
 
 /* Adds one token to the sums with llama.cpp's conversions (f32 products, double sums). */
@@ -130,6 +138,13 @@ typedef struct qref_kld_stats {
     qref_estimate p_diff;         /* mean delta p (a fraction, not %) */
     qref_estimate p_diff_rms;     /* RMS delta p */
     qref_estimate same_top;       /* fraction of tokens whose argmaxes agree */
+    /*
+     * PPL(base) and PPL(Q)/PPL(base) from the exact reference NLLs, with the same
+     * uncertainty rules; has_exact is false when a token lacks an exact NLL (file runs).
+     */
+    bool has_exact;
+    qref_estimate ppl_base_exact;
+    qref_estimate ppl_ratio_exact;
     bool have_percentiles;        /* set by qref_kld_summarize */
     float kld_rank[QREF_KLD_RANK_COUNT];
     float p_diff_rank[QREF_KLD_RANK_COUNT];

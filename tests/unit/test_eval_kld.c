@@ -659,7 +659,16 @@ static void run_live_equals_file_and_threads(void **state)
     assert_string_equal(file.sha256, single_thread.base_sha256);
     qref_kld_result from_file;
     assert_int_equal(qref_kld_run_file(&file, &model.config, &model.weights, &options, &from_file, &err), QREF_OK);
-    assert_memory_equal(from_file.tokens, single_thread.tokens, single_thread.token_count * sizeof(qref_kld_token));
+    /* a file run has the same per-token values, except that the exact reference NLL is unknown */
+    for (size_t i = 0; i < single_thread.token_count; i++) {
+        qref_kld_token expected = single_thread.tokens[i];
+        assert_true(isfinite(expected.nll_base_exact));
+        assert_true(isnan(from_file.tokens[i].nll_base_exact));
+        expected.nll_base_exact = from_file.tokens[i].nll_base_exact;
+        assert_memory_equal(&from_file.tokens[i], &expected, sizeof expected);
+    }
+    assert_true(single_thread.stats.has_exact);
+    assert_false(from_file.stats.has_exact);
     assert_string_equal(from_file.tokens_sha256, single_thread.tokens_sha256);
     assert_string_equal(from_file.base_sha256, single_thread.base_sha256);
     assert_true(from_file.stats.kld.value == single_thread.stats.kld.value);
@@ -680,7 +689,7 @@ static void run_live_equals_file_and_threads(void **state)
     qref_kld_result capped;
     assert_int_equal(qref_kld_run_file(&file, &model.config, &model.weights, &two, &capped, &err), QREF_OK);
     assert_int_equal(capped.chunks, 2);
-    assert_memory_equal(capped.tokens, single_thread.tokens, capped.token_count * sizeof(qref_kld_token));
+    assert_memory_equal(capped.tokens, from_file.tokens, capped.token_count * sizeof(qref_kld_token));
 
     qref_kld_result_free(&capped);
     qref_kld_result_free(&from_file);
@@ -703,12 +712,6 @@ static void run_rejects_bad_inputs(void **state)
     test_assert_error(qref_kld_run(&model.config, &model.weights, &model.config, &model.weights, tokens, 200,
                                    &options, NULL, &result, &err),
                       &err, QREF_ERR_INVALID, "200 tokens, expected at least 256 (2 * n_ctx");
-    options.n_ctx = 1024;
-    int32_t *many = calloc(2048, sizeof(int32_t));
-    test_assert_error(qref_kld_run(&model.config, &model.weights, &model.config, &model.weights, many, 2048,
-                                   &options, NULL, &result, &err),
-                      &err, QREF_ERR_INVALID, "context 1024 exceeds the reference model's max_position_embeddings 512");
-    free(many);
 
     qref_llama_config other = model.config;
     other.vocab_size = 1000;
