@@ -162,11 +162,11 @@ qref_status qref_atomic_file_open(qref_atomic_file *file, const char *path, qref
     snprintf(file->temp_path, length + 16, "%s.tmp.XXXXXX", path);
     file->fd = mkstemp(file->temp_path);
     if (file->fd < 0) {
-        int saved = errno;
+        qref_error_set(err, QREF_ERR_IO, "%s: cannot create a temporary file: %s", path, strerror(errno));
         free(file->temp_path);
         file->temp_path = NULL; /* nothing was created */
         qref_atomic_file_abort(file);
-        return qref_error_set(err, QREF_ERR_IO, "%s: cannot create a temporary file: %s", path, strerror(saved));
+        return QREF_ERR_IO;
     }
     return QREF_OK;
 }

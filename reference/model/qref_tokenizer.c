@@ -205,6 +205,20 @@ qref_status qref_tokenizer_load_path(const char *path, qref_tokenizer **out, qre
     } else {
         qref_blob file = {0};
         status = qref_blob_map_file(path, &file, err);
+        if (status == QREF_OK && file.size >= 4 && memcmp(file.data, "GGUF", 4) == 0) {
+            /* a GGUF file carries its vocabulary in tokenizer.ggml.* metadata */
+            qref_gguf gguf;
+            status = qref_gguf_parse(path, file.data, file.size, &gguf, err);
+            if (status == QREF_OK) {
+                status = qref_tokenizer_load_gguf(&gguf, path, out, err);
+                qref_gguf_free(&gguf);
+            }
+            qref_blob_free(&file);
+            if (status == QREF_OK && *out == NULL)
+                status = qref_error_set(err, QREF_ERR_INVALID, "%s: the GGUF file has no tokenizer.ggml.model "
+                                        "metadata, so it holds no tokenizer", path);
+            return status;
+        }
         if (status == QREF_OK) {
             int slot = starts_json_object(&file) ? JSON : MODEL;
             blobs[slot] = file;

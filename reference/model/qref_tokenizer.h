@@ -82,8 +82,8 @@ qref_status qref_tokenizer_load_snapshot(const qref_snapshot *snapshot, qref_tok
 /*
  * Loads from a path: a folder (its tokenizer.json, tokenizer_config.json and tokenizer.model),
  * a tokenizer.json (a file whose first non-blank byte is '{'; tokenizer_config.json next to it
- * is read when present), or a tiktoken or SentencePiece tokenizer.model. Fails when a folder
- * has no tokenizer file.
+ * is read when present), a GGUF file (starting with "GGUF"; see qref_tokenizer_load_gguf), or a
+ * tiktoken or SentencePiece tokenizer.model. Fails when a folder has no tokenizer file.
  */
 qref_status qref_tokenizer_load_path(const char *path, qref_tokenizer **out, qref_error *err);
 
