@@ -13,6 +13,7 @@
 #include "qc_args.h"
 #include "qc_commands.h"
 #include "qc_eval.h"
+#include "qc_manifest.h"
 
 static void print_usage(FILE *out)
 {
@@ -118,6 +119,12 @@ int qc_cmd_eval(int argc, char **argv)
         return qc_report_error(&err);
     qc_ppl_outcome outcome;
     qref_status status = qc_eval_wikitext_ppl(&model, &request, &outcome, &err);
+    /* the JSON names the model by its manifest digest, as verify's reports do */
+    char model_digest[QREF_SHA256_HEX_SIZE] = "";
+    cJSON *manifest = NULL;
+    if (status == QREF_OK && json)
+        status = qc_manifest_build_model(&model, &manifest, model_digest, &err);
+    cJSON_Delete(manifest);
     qc_model_close(&model);
     if (status != QREF_OK)
         return qc_report_error(&err);
@@ -127,6 +134,7 @@ int qc_cmd_eval(int argc, char **argv)
         cJSON *root = qc_ppl_outcome_to_json(&outcome, data);
         cJSON_AddStringToObject(root, "schema", "qconform-eval/1");
         cJSON_AddStringToObject(root, "model", args.positional[0]);
+        cJSON_AddStringToObject(root, "model_sha256", model_digest);
         cJSON_AddNumberToObject(root, "threads", omp_get_max_threads());
         if (request.shard_count > 1) {
             char shard[64];
