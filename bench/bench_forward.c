@@ -77,7 +77,7 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    qref_tensor_weights tensor_weights = {qref_snapshot_tensors(snapshot), NULL};
+    qref_tensor_weights tensor_weights = {qref_snapshot_tensors(snapshot), NULL, NULL};
     qref_weight_provider weights;
     qref_tensor_weights_provider(&tensor_weights, &weights);
     int max_threads = omp_get_max_threads();

@@ -28,6 +28,7 @@
 #include "qc_eval.h"
 #include "qc_manifest.h"
 #include "qc_report.h"
+#include "qc_reference.h"
 #include "qc_structure.h"
 #include "qc_suite.h"
 
@@ -769,7 +770,7 @@ int qc_cmd_verify(int argc, char **argv)
     /* 3. reference comparisons */
     if (reference_path != NULL && open_subject(&ctx.reference, "reference", reference_path, &report) &&
         ctx.artifact.open && ctx.structure_ok)
-        qc_structure_compare_reference(&ctx.artifact.model, &ctx.reference.model, &report);
+        qc_reference_compare(&ctx.artifact.model, &ctx.reference.model, &report);
 
     /* 4. suite cells */
     if (ctx.data_path != NULL)

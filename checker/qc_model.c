@@ -57,7 +57,10 @@ static qref_status map_side_files(qc_model *model, qref_error *err)
     return QREF_OK;
 }
 
-/* Reads the quantization config when config.json declares one or quantize_config.json exists. */
+/*
+ * Picks the quantization codec the snapshot declares (quantize_config.json, quant_config.json
+ * or config.json's quantization_config) and parses its config.
+ */
 static qref_status model_read_quantization(qc_model *model, const qref_blob *config_json, qref_error *err)
 {
     const qref_blob *quantize_json = model_find_file(model, "quantize_config.json");
@@ -71,18 +74,23 @@ static qref_status model_read_quantization(qc_model *model, const qref_blob *con
                                          QREF_JSON_MAX_DEPTH, &config, err);
     if (status != QREF_OK)
         return status;
-    bool config_declares = cJSON_GetObjectItemCaseSensitive(config, "quantization_config") != NULL;
+    qref_codec_input input = {
+        .config_display = "config.json",
+        .config = config,
+        .config_text = (const char *)config_json->data,
+        .config_length = config_json->size,
+        .quantize_display = quantize_json != NULL ? quantize_name : NULL,
+        .quantize_text = quantize_json != NULL ? (const char *)quantize_json->data : NULL,
+        .quantize_length = quantize_json != NULL ? quantize_json->size : 0,
+        .tensors = qref_snapshot_tensors(model->snapshot),
+    };
+    status = qref_codec_detect(&input, &model->codec, &model->codec_config, err);
     cJSON_Delete(config);
-    if (quantize_json == NULL && !config_declares)
-        return QREF_OK;
-
-    status = qref_gptq_config_resolve(
-        quantize_name, quantize_json ? (const char *)quantize_json->data : NULL,
-        quantize_json ? quantize_json->size : 0, "config.json", (const char *)config_json->data,
-        config_json->size, &model->gptq, err);
-    if (status != QREF_OK)
+    if (status != QREF_OK || model->codec == NULL)
         return status;
     model->quantized = true;
+    if (strcmp(model->codec->name, "gptq") == 0)
+        model->gptq = *(const qref_gptq_config *)model->codec_config;
     return QREF_OK;
 }
 
@@ -168,7 +176,8 @@ static qref_status open_snapshot(const char *path, qc_model *model, qref_error *
         return qref_error_prefix(err, "%s: ", path);
 
     model->tensor_weights.tensors = qref_snapshot_tensors(model->snapshot);
-    model->tensor_weights.gptq = model->quantized ? &model->gptq : NULL;
+    model->tensor_weights.codec = model->codec;
+    model->tensor_weights.codec_config = model->codec_config;
     qref_tensor_weights_provider(&model->tensor_weights, &model->weights);
     return QREF_OK;
 }

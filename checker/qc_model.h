@@ -18,6 +18,7 @@
 #include <stdbool.h>
 
 #include "core/qref_error.h"
+#include "formats/qref_codec.h"
 #include "formats/qref_gptq.h"
 #include "io/qref_blob.h"
 #include "io/qref_gguf.h"
@@ -42,8 +43,10 @@ typedef struct qc_model {
     qref_gguf *gguf;              /* QC_MODEL_GGUF only: the parsed file */
     qref_gguf_model gguf_model;   /* QC_MODEL_GGUF only */
     qref_llama_config config;
-    bool quantized;               /* a GPTQ quantization config was found */
-    qref_gptq_config gptq;
+    bool quantized;               /* a quantization config was found (codec not NULL) */
+    const qref_codec *codec;      /* the codec of its quantized linears, or NULL */
+    void *codec_config;           /* that codec's parsed config */
+    qref_gptq_config gptq;        /* a copy of the config when the codec is GPTQ */
     qref_tensor_weights tensor_weights;
     qref_weight_provider weights;
     qref_tokenizer *tokenizer;    /* NULL when the model has no tokenizer */

@@ -1,6 +1,5 @@
 #include "model/qref_tensor_weights.h"
 
-#include "formats/qref_gptq.h"
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -31,38 +30,15 @@ qref_status qref_tensor_load_f32(const qref_tensor *tensor, int64_t rows, int64_
     return status;
 }
 
-/* Finds "<module>.<suffix>" for a module name given with its ".weight" suffix removed. */
-static const qref_tensor *find_sibling(const qref_tensor_set *tensors, const char *module, const char *suffix)
+/* Dequantizes linear `module` with the snapshot's codec and checks the result is finite. */
+static qref_status load_quantized_linear(const qref_tensor_weights *weights, const char *module, int64_t rows,
+                                         int64_t cols, float *dst, qref_error *err)
 {
-    char name[512];
-    int n = snprintf(name, sizeof name, "%s.%s", module, suffix);
-    if (n < 0 || (size_t)n >= sizeof name)
-        return NULL;
-    return qref_tensor_set_find(tensors, name);
-}
-
-/* Dequantizes the GPTQ linear `module`, whose qweight tensor is stored. */
-static qref_status load_gptq_linear(const qref_tensor_weights *weights, const char *module,
-                                    const qref_tensor *qweight, int64_t rows, int64_t cols, float *dst,
-                                    qref_error *err)
-{
-    if (weights->gptq == NULL)
-        return qref_error_set(err, QREF_ERR_INVALID, "%s: tensor \"%s.qweight\" is stored but the snapshot "
-                              "declares no GPTQ quantization config (quantize_config.json or config.json "
-                              "quantization_config)", qweight->file, module);
-    qref_gptq_linear linear = {
-        .prefix = module,
-        .qweight = qweight,
-        .qzeros = find_sibling(weights->tensors, module, "qzeros"),
-        .scales = find_sibling(weights->tensors, module, "scales"),
-        .g_idx = find_sibling(weights->tensors, module, "g_idx"),
-        .out_features = rows,
-        .in_features = cols,
-    };
-    qref_status status = qref_gptq_dequantize(&linear, weights->gptq, dst, err);
-    /* scale x (q - z) rounds to the scales' dtype, so a large scale can overflow to inf */
+    qref_status status = weights->codec->linear_dequantize(weights->codec_config, weights->tensors, module, rows, cols,
+                                                           dst, err);
+    /* formats that compute scale x code in f16 can overflow to inf */
     if (status == QREF_OK && qref_values_check_finite(module, dst, (size_t)(rows * cols), (size_t)cols, err))
-        return qref_error_prefix(err, "%s: dequantized GPTQ weights: ", qweight->file);
+        return qref_error_prefix(err, "dequantized %s weights: ", weights->codec->name);
     return status;
 }
 
@@ -70,23 +46,22 @@ static qref_status tensor_weights_load(void *ctx, const char *name, int64_t rows
                                        float *dst, qref_error *err)
 {
     const qref_tensor_weights *weights = ctx;
-    const qref_tensor *tensor = qref_tensor_set_find(weights->tensors, name);
-    if (tensor != NULL)
-        return qref_tensor_load_f32(tensor, rows, cols, dst, err);
 
-    /* a linear stored quantized: "<module>.weight" is absent, "<module>.qweight" present */
+    /* a linear ("<module>.weight", a matrix) that the codec says is stored in its layout */
     size_t length = strlen(name);
     const char suffix[] = ".weight";
-    if (cols > 1 && length > sizeof suffix - 1 && length < 512 &&
+    if (weights->codec != NULL && cols > 1 && length > sizeof suffix - 1 && length < 512 &&
         strcmp(name + length - (sizeof suffix - 1), suffix) == 0) {
         char module[512];
         memcpy(module, name, length - (sizeof suffix - 1));
         module[length - (sizeof suffix - 1)] = '\0';
-        const qref_tensor *qweight = find_sibling(weights->tensors, module, "qweight");
-        if (qweight != NULL)
-            return load_gptq_linear(weights, module, qweight, rows, cols, dst, err);
+        if (weights->codec->linear_stored(weights->codec_config, weights->tensors, module))
+            return load_quantized_linear(weights, module, rows, cols, dst, err);
     }
 
+    const qref_tensor *tensor = qref_tensor_set_find(weights->tensors, name);
+    if (tensor != NULL)
+        return qref_tensor_load_f32(tensor, rows, cols, dst, err);
     if (cols == 1)
         return qref_error_set(err, QREF_ERR_INVALID, "tensor \"%s\" not found (expected shape [%lld])",
                               name, (long long)rows);

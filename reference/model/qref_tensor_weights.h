@@ -2,21 +2,21 @@
  * A weight provider over a set of stored tensors (a snapshot's safetensors files).
  *
  * A requested tensor stored in a float dtype is converted to f32 after its shape is checked.
- * A linear layer's ".weight" that is absent but stored quantized (GPTQ "qweight", "qzeros",
- * "scales", "g_idx") is dequantized with the snapshot's quantization config. Every weight
+ * A linear layer that the snapshot's codec says is stored in its quantized layout (GPTQ
+ * "qweight", "qzeros", "scales", "g_idx", ...) is dequantized with the codec. Every weight
  * handed out is checked to be finite.
  */
 #ifndef QREF_TENSOR_WEIGHTS_H
 #define QREF_TENSOR_WEIGHTS_H
 
+#include "formats/qref_codec.h"
 #include "io/qref_tensor.h"
 #include "model/qref_weights.h"
 
-struct qref_gptq_config;
-
 typedef struct qref_tensor_weights {
     const qref_tensor_set *tensors;
-    const struct qref_gptq_config *gptq; /* NULL when no linear is GPTQ-quantized */
+    const qref_codec *codec;     /* the codec of the quantized linears, or NULL for a float snapshot */
+    const void *codec_config;    /* its parsed config */
 } qref_tensor_weights;
 
 /* Fills provider with a provider that reads from weights (which must outlive it). */

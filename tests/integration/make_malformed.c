@@ -789,7 +789,7 @@ static void case_gptq_bits_disagree(corpus *c, const char *path)
 /* down_proj of layer 1 is stored as an F16 weight (its dequantization rounded to f16), without
  * qweight, qzeros, scales and g_idx, while the config declares every linear quantized. Expected:
  * 'linear "model.layers.1.mlp.down_proj" is stored unquantized (model.layers.1.mlp.down_proj.weight,
- * F16 [256, 768]), expected qweight, qzeros, scales and g_idx'. */
+ * F16 [256, 768]), expected the gptq layout'. */
 static void case_gptq_linear_unquantized(corpus *c, const char *path)
 {
     const char *module = "model.layers.1.mlp.down_proj";

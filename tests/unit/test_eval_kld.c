@@ -605,7 +605,8 @@ static void synth_open(synth_model *model)
                                              &model->config, &err),
                      QREF_OK);
     model->tensor_weights.tensors = qref_snapshot_tensors(model->snapshot);
-    model->tensor_weights.gptq = NULL;
+    model->tensor_weights.codec = NULL;
+    model->tensor_weights.codec_config = NULL;
     qref_tensor_weights_provider(&model->tensor_weights, &model->weights);
 }
 

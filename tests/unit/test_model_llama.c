@@ -58,7 +58,8 @@ static void stories_open(stories_model *model)
                                              &model->config, &err),
                      QREF_OK);
     model->tensor_weights.tensors = qref_snapshot_tensors(model->snapshot);
-    model->tensor_weights.gptq = NULL;
+    model->tensor_weights.codec = NULL;
+    model->tensor_weights.codec_config = NULL;
     qref_tensor_weights_provider(&model->tensor_weights, &model->weights);
 }
 
@@ -180,7 +181,7 @@ static void half_precision_weights_widened_exactly(void **state)
         float *logits[2];
         qref_tensor_set *sets[2] = {&half, &rounded};
         for (int k = 0; k < 2; k++) {
-            qref_tensor_weights weights = {sets[k], NULL};
+            qref_tensor_weights weights = {sets[k], NULL, NULL};
             qref_weight_provider provider;
             qref_tensor_weights_provider(&weights, &provider);
             logits[k] = malloc(40 * (size_t)vocab * sizeof(float));
