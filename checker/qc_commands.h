@@ -26,6 +26,7 @@ qc_exit qc_usage_error(const char *command, const char *fmt, ...) __attribute__(
 int qc_cmd_compare(int argc, char **argv);
 int qc_cmd_eval(int argc, char **argv);
 int qc_cmd_hash(int argc, char **argv);
+int qc_cmd_inspect(int argc, char **argv);
 int qc_cmd_logits(int argc, char **argv);
 int qc_cmd_quantize(int argc, char **argv);
 int qc_cmd_tokenize(int argc, char **argv);
