@@ -195,8 +195,16 @@ bool qc_reference_compare(const qc_model *artifact, const qc_model *reference, q
             if (status == QREF_OK)
                 status = qref_weights_load(&artifact->weights, name, rows, cols, art, &err);
 
-            /* a GGUF linear's limit follows its stored type */
+            /* the limit follows the linear's stored bit width (codec) or ggml type (GGUF) */
             double limit = weight_error_limit(bits);
+            if (!gguf && artifact->codec != NULL &&
+                artifact->codec->linear_stored(artifact->codec_config, artifact->tensor_weights.tensors, module)) {
+                qref_linear_info info = {.bits = 0};
+                artifact->codec->linear_describe(artifact->codec_config, artifact->tensor_weights.tensors, module,
+                                                 &info);
+                if (info.bits > 0)
+                    limit = weight_error_limit(info.bits);
+            }
             const char *type_name = NULL;
             if (gguf) {
                 char gguf_name[64];
@@ -227,6 +235,8 @@ bool qc_reference_compare(const qc_model *artifact, const qc_model *reference, q
                     cJSON_AddNumberToObject(item, "sqnr_db", 10.0 * log10(signal / noise));
                 else
                     cJSON_AddNullToObject(item, "sqnr_db");
+                /* the same limit as a floor on SQNR = -20 log10(relative error) */
+                cJSON_AddNumberToObject(item, "sqnr_min_db", -20.0 * log10(limit));
                 cJSON_AddItemToArray(layers, item);
                 /* the worst linear is the one closest to (or furthest past) its own limit */
                 double ratio = isnan(relative) ? INFINITY : relative / limit;
