@@ -28,6 +28,7 @@ int qc_cmd_eval(int argc, char **argv);
 int qc_cmd_hash(int argc, char **argv);
 int qc_cmd_inspect(int argc, char **argv);
 int qc_cmd_logits(int argc, char **argv);
+int qc_cmd_report(int argc, char **argv);
 int qc_cmd_quantize(int argc, char **argv);
 int qc_cmd_tokenize(int argc, char **argv);
 int qc_cmd_verify(int argc, char **argv);

@@ -105,7 +105,9 @@ cJSON *qc_ppl_outcome_to_json(const qc_ppl_outcome *outcome, const char *data_pa
     cJSON_AddNumberToObject(json, "windows_evaluated", (double)r->windows);
     cJSON_AddNumberToObject(json, "tokens_scored", (double)r->tokens_scored);
     cJSON_AddNumberToObject(json, "nll_sum", r->nll_sum);
+    cJSON_AddNumberToObject(json, "nll_sq_sum", r->nll_sq_sum);
     cJSON_AddNumberToObject(json, "window_mean_nll_sum", r->window_mean_sum);
+    cJSON_AddNumberToObject(json, "window_mean_nll_sq_sum", r->window_mean_sq_sum);
     cJSON *dataset = cJSON_AddObjectToObject(json, "dataset");
     cJSON_AddStringToObject(dataset, "path", data_path);
     cJSON_AddStringToObject(dataset, "sha256", outcome->dataset_sha256);
@@ -159,6 +161,8 @@ bool qc_ppl_outcome_from_json(const cJSON *json, qc_ppl_outcome *outcome)
     if (empty && evaluated != 0.0)
         return false;
     read_number(json, "seconds", &outcome->seconds);
+    read_number(json, "nll_sq_sum", &r->nll_sq_sum);
+    read_number(json, "window_mean_nll_sq_sum", &r->window_mean_sq_sum);
     read_number(json, "model_context_length", &context_length);
     outcome->context_length = (int)context_length;
     outcome->seqlen = (int)seqlen;

@@ -63,6 +63,31 @@ static qref_status ppl_consume(void *ctx, size_t window, int position, int count
     return QREF_OK;
 }
 
+void qref_perplexity_finish(qref_ppl_result *result, qref_ppl_protocol protocol)
+{
+    result->ppl = NAN;
+    result->ppl_stderr = 0.0;
+    size_t windows = result->windows;
+    if (windows == 0 || result->tokens_scored == 0)
+        return;
+    bool llamacpp = protocol == QREF_PPL_PROTOCOL_LLAMACPP;
+    double mean_nll = llamacpp ? result->nll_sum / (double)result->tokens_scored
+                               : result->window_mean_sum / (double)windows;
+    result->ppl = exp(mean_nll);
+    if (llamacpp && result->tokens_scored > 1) {
+        double count = (double)result->tokens_scored;
+        double variance = result->nll_sq_sum / count - mean_nll * mean_nll;
+        if (variance > 0.0)
+            result->ppl_stderr = result->ppl * sqrt(variance / (count - 1.0));
+    } else if (!llamacpp && windows > 1) {
+        double variance = (result->window_mean_sq_sum - result->window_mean_sum * result->window_mean_sum /
+                                                           (double)windows) / (double)(windows - 1);
+        if (variance < 0.0)
+            variance = 0.0;
+        result->ppl_stderr = result->ppl * sqrt(variance / (double)windows);
+    }
+}
+
 qref_status qref_perplexity_run(const qref_llama_config *config, const qref_weight_provider *weights,
                                 const int32_t *tokens, size_t n_tokens, const qref_ppl_options *options,
                                 qref_ppl_result *result, qref_error *err)
@@ -97,8 +122,10 @@ qref_status qref_perplexity_run(const qref_llama_config *config, const qref_weig
     result->windows_total = total;
     result->windows = windows;
     result->tokens = n_tokens;
-    if (windows == 0)
+    if (windows == 0) {
+        qref_perplexity_finish(result, options->protocol); /* ppl NaN: this shard has no window */
         return QREF_OK;
+    }
 
     int32_t *targets = malloc(windows * (size_t)seq_len * sizeof(int32_t));
     int32_t *inputs = malloc(windows * (size_t)seq_len * sizeof(int32_t));
@@ -145,21 +172,7 @@ qref_status qref_perplexity_run(const qref_llama_config *config, const qref_weig
             result->window_mean_sq_sum += mean * mean;
         }
         result->tokens_scored = windows * scored_per_window;
-        double mean_nll = llamacpp ? result->nll_sum / (double)result->tokens_scored
-                                   : result->window_mean_sum / (double)windows;
-        result->ppl = exp(mean_nll);
-        if (llamacpp && result->tokens_scored > 1) {
-            double count = (double)result->tokens_scored;
-            double variance = result->nll_sq_sum / count - mean_nll * mean_nll;
-            if (variance > 0.0)
-                result->ppl_stderr = result->ppl * sqrt(variance / (count - 1.0));
-        } else if (!llamacpp && windows > 1) {
-            double variance = (result->window_mean_sq_sum - result->window_mean_sum * result->window_mean_sum /
-                                                               (double)windows) / (double)(windows - 1);
-            if (variance < 0.0)
-                variance = 0.0;
-            result->ppl_stderr = result->ppl * sqrt(variance / (double)windows);
-        }
+        qref_perplexity_finish(result, options->protocol);
     }
     free(targets);
     free(inputs);

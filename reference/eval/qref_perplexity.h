@@ -63,6 +63,13 @@ qref_status qref_perplexity_run(const qref_llama_config *config, const qref_weig
                                 const int32_t *tokens, size_t n_tokens, const qref_ppl_options *options,
                                 qref_ppl_result *result, qref_error *err);
 
+/*
+ * Computes ppl and ppl_stderr from the sums and counts of result (windows, tokens_scored and
+ * the NLL sums), as qref_perplexity_run does; sums of shards added together give the whole
+ * run's values. ppl is NaN when no window was evaluated.
+ */
+void qref_perplexity_finish(qref_ppl_result *result, qref_ppl_protocol protocol);
+
 /* Negative log-likelihood of `target` under softmax(logits[0..vocab)), computed in double. */
 double qref_nll_from_logits(const float *logits, int vocab, int target);
 

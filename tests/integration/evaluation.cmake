@@ -57,3 +57,11 @@ add_test(NAME integration.eval.raw_and_zip
           -DRAW=${FIXTURES}/datasets/wikitext-2-raw/wiki.test.raw -DWORK=${EVAL_WORK}
           -P ${CMAKE_CURRENT_SOURCE_DIR}/check_eval_zip.cmake)
 set_tests_properties(integration.eval.raw_and_zip PROPERTIES LABELS "integration;eval")
+
+# qconform report merge: three shards of a 30-window run give the single run's perplexity, and a
+# missing shard is an error.
+add_test(NAME integration.report.merge_shards
+  COMMAND ${CMAKE_COMMAND} -DQCONFORM=$<TARGET_FILE:qconform> -DMODEL=${FIXTURES}/models/stories260k
+          -DDATA=${FIXTURES}/datasets/wikitext-2-raw/wiki.test.raw -DWORK=${EVAL_WORK}
+          -P ${CMAKE_CURRENT_SOURCE_DIR}/check_report_merge.cmake)
+set_tests_properties(integration.report.merge_shards PROPERTIES LABELS "integration;eval;report")
