@@ -1,8 +1,10 @@
 /*
- * qconform report merge: joins the perplexity runs of shards into the whole run's result.
+ * qconform report: joins results of several runs.
  *
  *   qconform report merge EVAL.json... [--json]
+ *   qconform report summary REPORT.json... --markdown FILE [--svg-prefix PREFIX]
  *
+ * merge joins the perplexity runs of shards into the whole run's result.
  * Each input is the JSON of `qconform eval --json`, for the same model (manifest digest),
  * tokenizer, dataset, protocol, window length and window selection, and the shards I/N of
  * their --shard options must cover 0..N-1 exactly once. The NLL sums and counts of the shards
@@ -18,6 +20,7 @@
 #include "io/qref_json.h"
 #include "qc_commands.h"
 #include "qc_eval.h"
+#include "qc_summary.h"
 
 #define MERGE_MAX_FILE_BYTES (16u << 20)
 
@@ -25,15 +28,49 @@ static void print_usage(FILE *out)
 {
     fprintf(out,
             "usage: qconform report merge EVAL.json... [--json]\n"
+            "       qconform report summary REPORT.json... --markdown FILE [--svg-prefix PREFIX]\n"
             "\n"
-            "Merges the JSON outputs of `qconform eval --json --shard I/N` runs into the whole run's\n"
-            "perplexity. The runs must share the model, tokenizer, dataset, protocol, window length\n"
-            "and window selection, and their shards must cover 0..N-1 exactly once.\n"
-            "\n"
-            "options:\n"
+            "merge: joins the JSON outputs of `qconform eval --json --shard I/N` runs into the whole\n"
+            "run's perplexity. The runs must share the model, tokenizer, dataset, protocol, window\n"
+            "length and window selection, and their shards must cover 0..N-1 exactly once.\n"
             "  --json   print the merged result as JSON (the eval schema) instead of one line\n"
             "\n"
+            "summary: writes a Markdown summary of `qconform verify --report` files: per benchmark and\n"
+            "metric, a table of methods against bits, then every evaluated cell.\n"
+            "  --markdown FILE      the Markdown file to write\n"
+            "  --svg-prefix PREFIX  also write one SVG plot of each metric against bits to\n"
+            "                       PREFIX<benchmark>-<metric>.svg, linked from the Markdown\n"
+            "\n"
             "Exit codes: 0 success, 2 usage error, 3 invalid input, 4 internal error.\n");
+}
+
+/* qconform report summary: options, then the Markdown and SVG files. */
+static int run_summary(int argc, char **argv)
+{
+    const char *markdown = NULL, *svg_prefix = NULL;
+    const char *paths[256];
+    size_t count = 0;
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--markdown") == 0 || strcmp(argv[i], "--svg-prefix") == 0) {
+            if (i + 1 >= argc)
+                return qc_usage_error("report summary", "option %s needs a value", argv[i]);
+            *(strcmp(argv[i], "--markdown") == 0 ? &markdown : &svg_prefix) = argv[i + 1];
+            i++;
+            continue;
+        }
+        if (argv[i][0] == '-')
+            return qc_usage_error("report summary", "unknown option '%s'", argv[i]);
+        if (count == sizeof paths / sizeof paths[0])
+            return qc_usage_error("report summary", "at most %zu reports", sizeof paths / sizeof paths[0]);
+        paths[count++] = argv[i];
+    }
+    if (count == 0 || markdown == NULL)
+        return qc_usage_error("report summary", "expected REPORT.json files and --markdown FILE");
+    qref_error err = {0};
+    if (qc_summary_write(paths, count, markdown, svg_prefix, &err) != QREF_OK)
+        return qc_report_error(&err);
+    printf("wrote %s from %zu report%s\n", markdown, count, count == 1 ? "" : "s");
+    return QC_EXIT_PASS;
 }
 
 /* The fields every shard must share, as strings for comparison and messages. */
@@ -189,13 +226,16 @@ static qref_status merge_files(int count, const char *const *paths, cJSON **merg
 
 int qc_cmd_report(int argc, char **argv)
 {
-    if (argc < 2 || strcmp(argv[1], "merge") != 0) {
-        if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             print_usage(stdout);
             return QC_EXIT_PASS;
         }
-        return qc_usage_error("report", "expected the subcommand merge");
     }
+    if (argc >= 2 && strcmp(argv[1], "summary") == 0)
+        return run_summary(argc, argv);
+    if (argc < 2 || strcmp(argv[1], "merge") != 0)
+        return qc_usage_error("report", "expected the subcommand merge or summary");
     bool json = false;
     const char *paths[64];
     int count = 0;

@@ -528,6 +528,15 @@ static void run_cell(verify_context *ctx, const qc_suite_cell *cell, qc_cell_res
     snprintf(result->subject, sizeof result->subject, "%s", cell->subject_reference ? "reference" : "artifact");
     result->bits = cell->bits;
     result->group_size = cell->group_size;
+    snprintf(result->quant_type, sizeof result->quant_type, "%s", cell->quant_type);
+    if (cell->metric != QC_METRIC_LOGITS_MAX_ABS_ERROR) {
+        qref_ppl_protocol protocol;
+        int seqlen;
+        size_t windows;
+        cell_settings(ctx, cell, &protocol, &seqlen, &windows);
+        snprintf(result->protocol, sizeof result->protocol, "%s",
+                 cell->metric == QC_METRIC_PPL ? qref_ppl_protocol_name(protocol) : "llamacpp");
+    }
     result->sym = cell->sym;
     result->band = cell->band;
     result->has_band = true;

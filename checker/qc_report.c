@@ -179,6 +179,10 @@ static cJSON *report_to_json(const qc_report *report)
         cJSON_AddStringToObject(item, "benchmark", cell->benchmark);
         cJSON_AddStringToObject(item, "metric", cell->metric);
         cJSON_AddStringToObject(item, "subject", cell->subject);
+        if (cell->quant_type[0] != '\0')
+            cJSON_AddStringToObject(item, "quant_type", cell->quant_type);
+        if (cell->protocol[0] != '\0')
+            cJSON_AddStringToObject(item, "protocol", cell->protocol);
         add_number_or_null(item, "value", cell->has_value, cell->value);
         add_number_or_null(item, "stderr", cell->has_value && cell->value_stderr > 0, cell->value_stderr);
         if (cell->has_band)

@@ -37,6 +37,8 @@ typedef struct qc_cell_result {
     char benchmark[32];
     char metric[32];
     char subject[16];          /* "artifact" or "reference" */
+    char quant_type[32];       /* GGUF file type the cell checks, "" for none */
+    char protocol[16];         /* perplexity protocol of ppl, kld and ppl_ratio cells, "" otherwise */
     bool has_value;
     double value;
     double value_stderr;

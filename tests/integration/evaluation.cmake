@@ -65,3 +65,10 @@ add_test(NAME integration.report.merge_shards
           -DDATA=${FIXTURES}/datasets/wikitext-2-raw/wiki.test.raw -DWORK=${EVAL_WORK}
           -P ${CMAKE_CURRENT_SOURCE_DIR}/check_report_merge.cmake)
 set_tests_properties(integration.report.merge_shards PROPERTIES LABELS "integration;eval;report")
+
+# qconform report summary: a verify report of the AutoGPTQ suite becomes a Markdown table and an
+# SVG plot.
+add_test(NAME integration.report.summary
+  COMMAND ${CMAKE_COMMAND} -DQCONFORM=$<TARGET_FILE:qconform> -DSOURCE=${PROJECT_SOURCE_DIR} -DWORK=${EVAL_WORK}
+          -P ${CMAKE_CURRENT_SOURCE_DIR}/check_report_summary.cmake)
+set_tests_properties(integration.report.summary PROPERTIES LABELS "integration;report")
