@@ -111,9 +111,13 @@ size_t qref_findings_count(const qref_findings *findings, qref_severity at_least
 /* ---- detection ---------------------------------------------------------------------------- */
 
 extern const qref_codec qref_gptq_codec;
+extern const qref_codec qref_bnb_codec;
+extern const qref_codec qref_awq_codec;
 
 const qref_codec *const qref_codecs[] = {
     &qref_gptq_codec,
+    &qref_bnb_codec,
+    &qref_awq_codec,
     NULL,
 };
 
@@ -168,6 +172,17 @@ static const char *config_method(const cJSON *object)
     return cJSON_IsString(method) ? method->valuestring : NULL;
 }
 
+/* True when a config object's "version" names an AutoAWQ layout (AwqConfig.to_dict writes it). */
+static bool names_awq_version(const cJSON *object)
+{
+    static const char *const versions[] = {"gemm", "gemv", "gemv_fast", "marlin", "exllama", "ipex"};
+    const cJSON *version = cJSON_GetObjectItemCaseSensitive(object, "version");
+    for (size_t k = 0; cJSON_IsString(version) && k < sizeof versions / sizeof versions[0]; k++)
+        if (strcasecmp(version->valuestring, versions[k]) == 0)
+            return true;
+    return false;
+}
+
 /* True when some stored tensor's name ends in suffix. */
 static bool tensors_have_suffix(const qref_tensor_set *tensors, const char *suffix)
 {
@@ -200,6 +215,8 @@ qref_status qref_codec_detect(const qref_codec_input *input, const qref_codec **
         const char *declared = config_method(quantize_root);
         if (method == NULL)
             method = declared;
+        if (method == NULL && names_awq_version(quantize_root))
+            method = "awq"; /* AutoAWQ's quant_config.json has no quant_method */
         if (method == NULL)
             method = "gptq"; /* AutoGPTQ's quantize_config.json may omit quant_method */
     }
