@@ -4,6 +4,8 @@
  *
  *   qconform quantize REF --method rtn --bits B [--group G] [--sym] --format gptq
  *                     [--checkpoint-format auto|gptq|gptq_v2] --out DIR [--force]
+ *   qconform quantize REF --method nf4|fp4|int8 --format bnb [--double-quant] [--blocksize B]
+ *                     --out DIR [--force]
  */
 #include <stdio.h>
 #include <string.h>
@@ -11,11 +13,13 @@
 #include "qc_args.h"
 #include "qc_commands.h"
 #include "qc_quantize.h"
+#include "qc_quantize_bnb.h"
 
 static void print_usage(FILE *out)
 {
     fprintf(out,
             "usage: qconform quantize REF --method rtn --bits B --format gptq --out DIR [options]\n"
+            "       qconform quantize REF --method nf4|fp4|int8 --format bnb --out DIR [options]\n"
             "\n"
             "Quantizes every linear of REF (a full-precision Hugging Face LLaMA snapshot folder,\n"
             ".safetensors file or archive) and writes a GPTQ artifact folder: model.safetensors with\n"
@@ -28,7 +32,15 @@ static void print_usage(FILE *out)
             "  --group G                  input features per group; must divide every linear's input\n"
             "                             width (default -1: one group per output row)\n"
             "  --sym                      symmetric: every zero point is 2^(B-1) (default asymmetric)\n"
-            "  --format NAME              artifact format: gptq (AutoGPTQ tensor layout)\n"
+            "  --format NAME              artifact format: gptq (AutoGPTQ tensor layout) or bnb\n"
+            "                             (bitsandbytes tensors as transformers saves them)\n"
+            "  --method nf4|fp4|int8      with --format bnb: bitsandbytes' blockwise 4-bit absmax\n"
+            "                             quantization to the NF4 or FP4 code (QLoRA uses nf4), or\n"
+            "                             LLM.int8's row-wise int8; --bits is then implied (4 or 8)\n"
+            "  --double-quant             with nf4/fp4: quantize the block scales to 8 bits in\n"
+            "                             blocks of 256 (bnb_4bit_use_double_quant)\n"
+            "  --blocksize B              with nf4/fp4: values per block scale, a power of two in\n"
+            "                             [32, 4096] (default 64, as transformers writes)\n"
             "  --checkpoint-format NAME   auto (default): gptq unless a zero point is 0, then gptq_v2;\n"
             "                             gptq: zero points stored minus one (fails on a zero point 0);\n"
             "                             gptq_v2: zero points stored as they are (GPTQModel)\n"
@@ -38,11 +50,54 @@ static void print_usage(FILE *out)
             "Exit codes: 0 success, 2 usage error, 3 invalid input, 4 internal error.\n");
 }
 
+/* --format bnb: checks the options that apply and runs the bitsandbytes writer. */
+static int quantize_bnb(const char *reference, const char *method, const char *out_dir, bool double_quant,
+                        const char *blocksize_text, bool force, bool gptq_options)
+{
+    qc_bnb_request request = {.reference = reference, .out_dir = out_dir, .force = force,
+                              .double_quant = double_quant, .blocksize = 64};
+    if (method == NULL || !qc_bnb_method_parse(method, &request.method))
+        return qc_usage_error("quantize", method == NULL ? "missing --method nf4, fp4 or int8"
+                                                         : "unknown method '%s' for --format bnb (supported: nf4, "
+                                                           "fp4, int8)", method);
+    if (gptq_options)
+        return qc_usage_error("quantize", "--bits, --group, --sym and --checkpoint-format do not apply to --format "
+                              "bnb; --method sets the bits");
+    if (out_dir == NULL)
+        return qc_usage_error("quantize", "missing --out DIR");
+    bool int8 = request.method == QC_BNB_METHOD_INT8;
+    if (int8 && (double_quant || blocksize_text != NULL))
+        return qc_usage_error("quantize", "--double-quant and --blocksize apply to nf4 and fp4, not int8");
+    int code;
+    long blocksize = 64;
+    if (blocksize_text != NULL &&
+        (code = qc_args_int("quantize", "--blocksize", blocksize_text, 32, 4096, &blocksize)) != 0)
+        return code;
+    if ((blocksize & (blocksize - 1)) != 0)
+        return qc_usage_error("quantize", "option --blocksize: %ld is not a power of two", blocksize);
+    request.blocksize = blocksize;
+
+    qref_error err = {0};
+    qc_quantize_outcome outcome;
+    if (qc_quantize_bnb(&request, &outcome, &err) != QREF_OK)
+        return qc_report_error(&err);
+    if (outcome.cleanup_note[0] != '\0')
+        fprintf(stderr, "qconform quantize: warning: %s\n", outcome.cleanup_note);
+    if (int8)
+        printf("quantized %d layers (%d linears) with bitsandbytes LLM.int8: 8-bit, per row -> %s\n", outcome.layers,
+               outcome.linears, out_dir);
+    else
+        printf("quantized %d layers (%d linears) with bitsandbytes %s: 4-bit, blocksize %ld, %s -> %s\n",
+               outcome.layers, outcome.linears, method, blocksize,
+               double_quant ? "double quantization" : "f32 block scales", out_dir);
+    return QC_EXIT_PASS;
+}
+
 int qc_cmd_quantize(int argc, char **argv)
 {
     const char *method = NULL, *bits_text = NULL, *group_text = NULL, *format = NULL, *checkpoint_text = NULL,
-               *out_dir = NULL;
-    bool sym = false, force = false;
+               *out_dir = NULL, *blocksize_text = NULL;
+    bool sym = false, force = false, double_quant = false;
     const qc_arg_spec specs[] = {
         {"--method", QC_ARG_STRING, &method},
         {"--bits", QC_ARG_STRING, &bits_text},
@@ -52,6 +107,8 @@ int qc_cmd_quantize(int argc, char **argv)
         {"--checkpoint-format", QC_ARG_STRING, &checkpoint_text},
         {"--out", QC_ARG_STRING, &out_dir},
         {"--force", QC_ARG_FLAG, &force},
+        {"--double-quant", QC_ARG_FLAG, &double_quant},
+        {"--blocksize", QC_ARG_STRING, &blocksize_text},
     };
     qc_args_result args;
     int code;
@@ -61,12 +118,17 @@ int qc_cmd_quantize(int argc, char **argv)
     /* options */
     if (args.positional_count != 1)
         return qc_usage_error("quantize", "expected one REF snapshot path");
+    if (format != NULL && strcmp(format, "bnb") == 0)
+        return quantize_bnb(args.positional[0], method, out_dir, double_quant, blocksize_text, force,
+                            bits_text != NULL || group_text != NULL || sym || checkpoint_text != NULL);
+    if (double_quant || blocksize_text != NULL)
+        return qc_usage_error("quantize", "--double-quant and --blocksize apply to --format bnb");
     if (method == NULL || strcmp(method, "rtn") != 0)
         return qc_usage_error("quantize", method == NULL ? "missing --method rtn"
                                                          : "unknown method '%s' (supported: rtn)", method);
     if (format == NULL || strcmp(format, "gptq") != 0)
         return qc_usage_error("quantize", format == NULL ? "missing --format gptq"
-                                                         : "unknown format '%s' (supported: gptq)", format);
+                                                         : "unknown format '%s' (supported: gptq, bnb)", format);
     if (out_dir == NULL)
         return qc_usage_error("quantize", "missing --out DIR");
     if (bits_text == NULL)

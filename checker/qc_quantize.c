@@ -750,3 +750,90 @@ qref_status qc_quantize_gptq(const qc_quantize_request *request, qc_quantize_out
     out_path_free(&path);
     return status;
 }
+
+/* ---- artifacts of other formats ---------------------------------------------------------- */
+
+qref_status qc_quantize_publish(const qc_quantize_request *request, const qc_model *model,
+                                const qref_tensor *linear_tensors, size_t linear_count, const cJSON *quantization,
+                                bool write_quantize_config, qc_quantize_outcome *outcome, qref_error *err)
+{
+    memset(outcome, 0, sizeof *outcome);
+    out_path path;
+    qref_status status = out_path_split(request->out_dir, &path, err);
+    if (status != QREF_OK)
+        return status;
+    struct stat info;
+    if (lstat(request->out_dir, &info) == 0) {
+        if (!S_ISDIR(info.st_mode))
+            status = qref_error_set(err, QREF_ERR_INVALID, "output path %s exists and is not a folder; --force "
+                                    "replaces only an existing output folder", request->out_dir);
+        else if (!request->force)
+            status = error_exists(request->out_dir, err);
+    }
+
+    /* model.safetensors: the reference tensors less every linear's .weight, plus linear_tensors */
+    const qref_tensor_set *tensors = qref_snapshot_tensors(model->snapshot);
+    qref_safetensors_entry *entries = calloc(tensors->count + linear_count + 1, sizeof *entries);
+    if (status == QREF_OK && entries == NULL)
+        status = qref_error_set(err, QREF_ERR_NOMEM, "%s: cannot allocate %zu tensor entries", request->out_dir,
+                                tensors->count + linear_count);
+    size_t count = 0;
+    for (size_t k = 0; status == QREF_OK && k < tensors->count; k++) {
+        bool replaced = false;
+        for (int layer = 0; layer < model->config.num_hidden_layers && !replaced; layer++) {
+            for (int index = 0; index < QREF_LLAMA_LINEAR_COUNT && !replaced; index++) {
+                char name[300], suffix[64];
+                snprintf(suffix, sizeof suffix, "%s.weight", qref_llama_linear_names[index]);
+                qref_llama_layer_tensor_name(name, sizeof name, layer, suffix);
+                replaced = strcmp(name, tensors->items[k].name) == 0;
+            }
+        }
+        if (!replaced)
+            entry_from_tensor(&entries[count++], &tensors->items[k]);
+    }
+    for (size_t k = 0; status == QREF_OK && k < linear_count; k++)
+        entry_from_tensor(&entries[count++], &linear_tensors[k]);
+    if (status == QREF_OK)
+        qsort(entries, count, sizeof *entries, compare_entries);
+
+    /* every file into a fresh temporary folder, then rename it into place */
+    char *folder = NULL, *weights_path = NULL;
+    created_folders created = {0};
+    if (status == QREF_OK)
+        status = make_parent_folders(path.parent, &created, err);
+    if (status == QREF_OK)
+        status = make_sibling_folder(&path, "tmp", &folder, err);
+    if (status == QREF_OK && chmod(folder, 0755) != 0)
+        status = qref_error_set(err, QREF_ERR_IO, "%s: cannot set permissions: %s", folder, strerror(errno));
+    if (status == QREF_OK && (weights_path = path_join(folder, "model.safetensors")) == NULL)
+        status = qref_error_set(err, QREF_ERR_NOMEM, "%s: out of memory", folder);
+    if (status == QREF_OK) {
+        const qref_safetensors_meta metadata[] = {{"format", "pt"}};
+        status = qref_safetensors_write(weights_path, entries, count, metadata, 1, err);
+    }
+    if (status == QREF_OK)
+        status = write_configs(folder, model, quantization, err);
+    if (status == QREF_OK && !write_quantize_config) {
+        char *standalone = path_join(folder, "quantize_config.json");
+        if (standalone == NULL || remove(standalone) != 0)
+            status = qref_error_set(err, QREF_ERR_IO, "%s: cannot remove quantize_config.json", folder);
+        free(standalone);
+    }
+    if (status == QREF_OK)
+        status = copy_reference_files(folder, model, err);
+    if (status == QREF_OK)
+        status = request->force ? publish_replacing(folder, request->out_dir, &path, outcome, err)
+                                : publish_new(folder, request->out_dir, err);
+    if (status != QREF_OK && folder != NULL)
+        remove_tree(folder);
+    created_folders_free(&created, status != QREF_OK);
+    if (status == QREF_OK) {
+        outcome->layers = model->config.num_hidden_layers;
+        outcome->linears = outcome->layers * QREF_LLAMA_LINEAR_COUNT;
+    }
+    free(weights_path);
+    free(folder);
+    free(entries);
+    out_path_free(&path);
+    return status;
+}

@@ -13,10 +13,14 @@
 #define QC_QUANTIZE_H
 
 #include <stdbool.h>
+#include <stddef.h>
+
+#include <cjson/cJSON.h>
 
 #include "core/qref_error.h"
 #include "formats/qref_gptq.h"
 #include "model/qref_config.h"
+#include "qc_model.h"
 
 /* The checkpoint format requested on the command line. */
 typedef enum qc_checkpoint_choice {
@@ -62,5 +66,17 @@ qref_status qc_quantize_check_group_size(const qref_llama_config *config, long g
  * it created are removed, and out_dir is left as it was.
  */
 qref_status qc_quantize_gptq(const qc_quantize_request *request, qc_quantize_outcome *outcome, qref_error *err);
+
+/*
+ * Writes an artifact of another format from quantized linears, with the same folder handling
+ * as qc_quantize_gptq (request->out_dir, request->force; the other request fields are not
+ * read): model.safetensors holds every tensor of model (an opened full-precision reference)
+ * except the linears' ".weight" tensors, plus linear_tensors; config.json is the reference's
+ * with quantization inserted as "quantization_config", and quantize_config.json holds the same
+ * object when write_quantize_config is set. Fills outcome's layer and linear counts.
+ */
+qref_status qc_quantize_publish(const qc_quantize_request *request, const qc_model *model,
+                                const qref_tensor *linear_tensors, size_t linear_count, const cJSON *quantization,
+                                bool write_quantize_config, qc_quantize_outcome *outcome, qref_error *err);
 
 #endif

@@ -196,6 +196,15 @@ static bool tensor_expected(const qc_model *artifact, const char *name)
         for (size_t p = 0; p < sizeof parts / sizeof parts[0]; p++)
             if (strcmp(suffix + length + 1, parts[p]) == 0)
                 return true;
+        /* any tensor of a linear the codec reads in its own layout (bitsandbytes' weight.absmax, SCB, ...) */
+        char module[512];
+        size_t module_length = (size_t)(suffix - name) + length;
+        if (artifact->codec != NULL && module_length < sizeof module) {
+            memcpy(module, name, module_length);
+            module[module_length] = '\0';
+            if (artifact->codec->linear_stored(artifact->codec_config, artifact->tensor_weights.tensors, module))
+                return true;
+        }
     }
     return false;
 }
