@@ -240,7 +240,7 @@ static bool check_presence(const qref_awq_linear *linear, const qref_awq_config 
         const char *tensor_name = finding_tensor(tensor, linear->prefix, parts[k].role, name, sizeof name);
         if (tensor == NULL && parts[k].required) {
             qref_findings_add(findings, "awq.tensor.missing", QREF_SEVERITY_ERROR, tensor_name,
-                              "%s: missing, expected a %s tensor of the AWQ %s layout%s", label,
+                              "%s: missing, expected an %s tensor of the AWQ %s layout%s", label,
                               qref_dtype_name(parts[k].dtype), qref_awq_layout_name(config->layout),
                               k == 1 ? " (zero_point is true)" : "");
             ok = false;
