@@ -837,3 +837,80 @@ qref_status qc_quantize_publish(const qc_quantize_request *request, const qc_mod
     out_path_free(&path);
     return status;
 }
+
+/*
+ * Writes a full-precision snapshot folder (fake-quantized weights need no quantization
+ * config) with the folder handling of qc_quantize_publish.
+ */
+qref_status qc_quantize_publish_snapshot(const qc_quantize_request *request, const qc_model *model,
+                                         const qref_tensor *tensors, size_t tensor_count, const cJSON *config,
+                                         qc_quantize_outcome *outcome, qref_error *err)
+{
+    memset(outcome, 0, sizeof *outcome);
+    out_path path;
+    qref_status status = out_path_split(request->out_dir, &path, err);
+    if (status != QREF_OK)
+        return status;
+    struct stat info;
+    if (lstat(request->out_dir, &info) == 0) {
+        if (!S_ISDIR(info.st_mode))
+            status = qref_error_set(err, QREF_ERR_INVALID, "output path %s exists and is not a folder; --force "
+                                    "replaces only an existing output folder", request->out_dir);
+        else if (!request->force)
+            status = error_exists(request->out_dir, err);
+    }
+
+    /* model.safetensors holds exactly the given tensors, in name order */
+    qref_safetensors_entry *entries = calloc(tensor_count + 1, sizeof *entries);
+    if (status == QREF_OK && entries == NULL)
+        status = qref_error_set(err, QREF_ERR_NOMEM, "%s: cannot allocate %zu tensor entries", request->out_dir,
+                                tensor_count);
+    for (size_t k = 0; status == QREF_OK && k < tensor_count; k++)
+        entry_from_tensor(&entries[k], &tensors[k]);
+    if (status == QREF_OK)
+        qsort(entries, tensor_count, sizeof *entries, compare_entries);
+    char *text = status == QREF_OK ? print_json(config, 0) : NULL;
+    if (status == QREF_OK && text == NULL)
+        status = qref_error_set(err, QREF_ERR_NOMEM, "%s: cannot format config.json", request->out_dir);
+
+    /* every file into a fresh temporary folder, then rename it into place */
+    char *folder = NULL, *weights_path = NULL, *config_text = NULL;
+    created_folders created = {0};
+    if (status == QREF_OK)
+        status = make_parent_folders(path.parent, &created, err);
+    if (status == QREF_OK)
+        status = make_sibling_folder(&path, "tmp", &folder, err);
+    if (status == QREF_OK && chmod(folder, 0755) != 0)
+        status = qref_error_set(err, QREF_ERR_IO, "%s: cannot set permissions: %s", folder, strerror(errno));
+    if (status == QREF_OK && (weights_path = path_join(folder, "model.safetensors")) == NULL)
+        status = qref_error_set(err, QREF_ERR_NOMEM, "%s: out of memory", folder);
+    if (status == QREF_OK) {
+        const qref_safetensors_meta metadata[] = {{"format", "pt"}};
+        status = qref_safetensors_write(weights_path, entries, tensor_count, metadata, 1, err);
+    }
+    if (status == QREF_OK && (config_text = malloc(strlen(text) + 2)) == NULL)
+        status = qref_error_set(err, QREF_ERR_NOMEM, "%s: out of memory", folder);
+    if (status == QREF_OK) {
+        snprintf(config_text, strlen(text) + 2, "%s\n", text);
+        status = write_text(folder, "config.json", config_text, err);
+    }
+    if (status == QREF_OK)
+        status = copy_reference_files(folder, model, err);
+    if (status == QREF_OK)
+        status = request->force ? publish_replacing(folder, request->out_dir, &path, outcome, err)
+                                : publish_new(folder, request->out_dir, err);
+    if (status != QREF_OK && folder != NULL)
+        remove_tree(folder);
+    created_folders_free(&created, status != QREF_OK);
+    if (status == QREF_OK) {
+        outcome->layers = model->config.num_hidden_layers;
+        outcome->linears = outcome->layers * QREF_LLAMA_LINEAR_COUNT;
+    }
+    free(config_text);
+    free(text);
+    free(weights_path);
+    free(folder);
+    free(entries);
+    out_path_free(&path);
+    return status;
+}

@@ -79,4 +79,15 @@ qref_status qc_quantize_publish(const qc_quantize_request *request, const qc_mod
                                 const qref_tensor *linear_tensors, size_t linear_count, const cJSON *quantization,
                                 bool write_quantize_config, qc_quantize_outcome *outcome, qref_error *err);
 
+/*
+ * Writes a snapshot folder that declares no quantization, with the folder handling of
+ * qc_quantize_publish: model.safetensors holds exactly tensors (in name order), config.json
+ * is config printed with two-space indentation as Hugging Face writes it, and the
+ * reference's tokenizer, generation config and licence files are copied. Fills outcome's
+ * layer and linear counts.
+ */
+qref_status qc_quantize_publish_snapshot(const qc_quantize_request *request, const qc_model *model,
+                                         const qref_tensor *tensors, size_t tensor_count, const cJSON *config,
+                                         qc_quantize_outcome *outcome, qref_error *err);
+
 #endif
