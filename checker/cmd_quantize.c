@@ -6,6 +6,8 @@
  *                     [--checkpoint-format auto|gptq|gptq_v2] --out DIR [--force]
  *   qconform quantize REF --method nf4|fp4|int8 --format bnb [--double-quant] [--blocksize B]
  *                     --out DIR [--force]
+ *   qconform quantize REF --method rtn-awq [--bits 4] [--group G] [--sym] --format awq-gemm|awq-gemv
+ *                     --out DIR [--force]
  */
 #include <stdio.h>
 #include <string.h>
@@ -13,6 +15,7 @@
 #include "qc_args.h"
 #include "qc_commands.h"
 #include "qc_quantize.h"
+#include "qc_quantize_awq.h"
 #include "qc_quantize_bnb.h"
 
 static void print_usage(FILE *out)
@@ -20,6 +23,7 @@ static void print_usage(FILE *out)
     fprintf(out,
             "usage: qconform quantize REF --method rtn --bits B --format gptq --out DIR [options]\n"
             "       qconform quantize REF --method nf4|fp4|int8 --format bnb --out DIR [options]\n"
+            "       qconform quantize REF --method rtn-awq --format awq-gemm|awq-gemv --out DIR [options]\n"
             "\n"
             "Quantizes every linear of REF (a full-precision Hugging Face LLaMA snapshot folder,\n"
             ".safetensors file or archive) and writes a GPTQ artifact folder: model.safetensors with\n"
@@ -34,6 +38,10 @@ static void print_usage(FILE *out)
             "  --sym                      symmetric: every zero point is 2^(B-1) (default asymmetric)\n"
             "  --format NAME              artifact format: gptq (AutoGPTQ tensor layout) or bnb\n"
             "                             (bitsandbytes tensors as transformers saves them)\n"
+            "  --format awq-gemm|awq-gemv AutoAWQ's GEMM or GEMV layout (qweight, qzeros, scales) with\n"
+            "                             --method rtn-awq: AWQ's own f16 round-to-nearest pseudo\n"
+            "                             quantizer without its activation-aware scaling; 4 bits only,\n"
+            "                             --group G (default 128), --sym for zero_point false\n"
             "  --method nf4|fp4|int8      with --format bnb: bitsandbytes' blockwise 4-bit absmax\n"
             "                             quantization to the NF4 or FP4 code (QLoRA uses nf4), or\n"
             "                             LLM.int8's row-wise int8; --bits is then implied (4 or 8)\n"
@@ -93,6 +101,54 @@ static int quantize_bnb(const char *reference, const char *method, const char *o
     return QC_EXIT_PASS;
 }
 
+/* --format awq-gemm|awq-gemv: checks the options that apply and runs the AWQ writer. */
+static int quantize_awq(const char *reference, const char *method, const char *bits_text, const char *group_text,
+                        bool sym, const char *checkpoint_text, const char *format, const char *out_dir, bool force)
+{
+    if (method == NULL || strcmp(method, "rtn-awq") != 0)
+        return qc_usage_error("quantize", method == NULL ? "missing --method rtn-awq"
+                                                         : "unknown method '%s' for --format %s (supported: rtn-awq, "
+                                                           "AWQ's own round-to-nearest quantizer)", method, format);
+    if (checkpoint_text != NULL)
+        return qc_usage_error("quantize", "--checkpoint-format applies to --format gptq");
+    if (out_dir == NULL)
+        return qc_usage_error("quantize", "missing --out DIR");
+    long bits = 4;
+    int code;
+    if (bits_text != NULL && (code = qc_args_int("quantize", "--bits", bits_text, 2, 8, &bits)) != 0)
+        return code;
+    if (bits != 4)
+        return qc_usage_error("quantize", "option --bits: %ld is not supported by the AWQ GEMM and GEMV layouts, "
+                              "expected 4", bits);
+    long group_size = 128;
+    if (group_text != NULL) {
+        if ((code = qc_args_int("quantize", "--group", group_text, -1, 1L << 30, &group_size)) != 0)
+            return code;
+        if (group_size == 0)
+            return qc_usage_error("quantize", "option --group: 0 is not a group size; use -1 for one group per "
+                                  "output row");
+    }
+
+    qc_awq_request request = {.reference = reference, .out_dir = out_dir, .force = force, .group_size = group_size,
+                              .zero_point = !sym,
+                              .layout = strcmp(format, "awq-gemv") == 0 ? QREF_AWQ_LAYOUT_GEMV : QREF_AWQ_LAYOUT_GEMM};
+    qref_error err = {0};
+    qc_quantize_outcome outcome;
+    if (qc_quantize_awq(&request, &outcome, &err) != QREF_OK)
+        return qc_report_error(&err);
+    if (outcome.cleanup_note[0] != '\0')
+        fprintf(stderr, "qconform quantize: warning: %s\n", outcome.cleanup_note);
+    char group[32];
+    if (group_size == -1)
+        snprintf(group, sizeof group, "per-channel");
+    else
+        snprintf(group, sizeof group, "group %ld", group_size);
+    printf("quantized %d layers (%d linears) with rtn-awq: 4-bit, %s, zero_point %s, awq version %s -> %s\n",
+           outcome.layers, outcome.linears, group, sym ? "false" : "true", qref_awq_layout_name(request.layout),
+           out_dir);
+    return QC_EXIT_PASS;
+}
+
 int qc_cmd_quantize(int argc, char **argv)
 {
     const char *method = NULL, *bits_text = NULL, *group_text = NULL, *format = NULL, *checkpoint_text = NULL,
@@ -123,12 +179,16 @@ int qc_cmd_quantize(int argc, char **argv)
                             bits_text != NULL || group_text != NULL || sym || checkpoint_text != NULL);
     if (double_quant || blocksize_text != NULL)
         return qc_usage_error("quantize", "--double-quant and --blocksize apply to --format bnb");
+    if (format != NULL && (strcmp(format, "awq-gemm") == 0 || strcmp(format, "awq-gemv") == 0))
+        return quantize_awq(args.positional[0], method, bits_text, group_text, sym, checkpoint_text, format, out_dir,
+                            force);
     if (method == NULL || strcmp(method, "rtn") != 0)
         return qc_usage_error("quantize", method == NULL ? "missing --method rtn"
                                                          : "unknown method '%s' (supported: rtn)", method);
     if (format == NULL || strcmp(format, "gptq") != 0)
         return qc_usage_error("quantize", format == NULL ? "missing --format gptq"
-                                                         : "unknown format '%s' (supported: gptq, bnb)", format);
+                                                         : "unknown format '%s' (supported: gptq, bnb, "
+                                                           "awq-gemm, awq-gemv)", format);
     if (out_dir == NULL)
         return qc_usage_error("quantize", "missing --out DIR");
     if (bits_text == NULL)
