@@ -207,6 +207,8 @@ qref_status qc_model_require_tokenizer(const qc_model *model, qref_error *err)
 
 void qc_model_close(qc_model *model)
 {
+    if (model->codec != NULL && model->codec_config != NULL)
+        model->codec->config_free(model->codec_config);
     qref_tokenizer_free(model->tokenizer);
     free(model->tokenizer_unsupported);
     qref_snapshot_free(model->snapshot);
