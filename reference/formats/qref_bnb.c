@@ -263,6 +263,7 @@ void qref_bnb_config_free(qref_bnb_config *config)
     config->skip_count = 0;
 }
 
+/* NOTE: this is the rule of transformers 4.x; other versions may match skip entries differently. */
 bool qref_bnb_config_skips(const qref_bnb_config *config, const char *module)
 {
     const char *last = strrchr(module, '.');
@@ -635,6 +636,7 @@ qref_status qref_bnb_weight_match(const qref_bnb_linear *linear, const qref_bnb_
     if (weight == NULL)
         return qref_error_set(err, QREF_ERR_INVALID, "linear \"%s\": tensor \"%s.weight\" is missing, expected U8 "
                               "[%" PRIu64 ", 1] packed codes", linear->module, linear->module, (n + 1) / 2);
+    /* TODO: no test reads a packed weight stored in a bnb_4bit_quant_storage other than uint8. */
     size_t itemsize = qref_dtype_size(weight->dtype);
     uint64_t count = (n + 1) / (2 * itemsize);
     char found[96];

@@ -396,7 +396,7 @@ static void case_skip_quantized(artifact *a, uint64_t *rng)
     replace_member(quantization(a), "llm_int8_skip_modules", list);
 }
 
-/* bnb.config.mismatch (warning): bnb_4bit_quant_type says fp4 while every quant_state says nf4. */
+/* bnb.config.mismatch (warning): bnb_4bit_quant_type declares fp4 while every quant_state has nf4. */
 static void case_config_mismatch(artifact *a, uint64_t *rng)
 {
     (void)rng;

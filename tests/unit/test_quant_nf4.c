@@ -97,7 +97,7 @@ static void test_nf4_worked_block(void **state)
     qref_bnb_dequantize_codes(QREF_BNB_QUANT_NF4, QREF_DTYPE_F32, result.packed, 64, result.absmax, 64, out);
     for (int k = 0; k < 64; k++)
         assert_true(same_bits(out[k], nf4[(7 * k) % 16] * 0.8f));
-    assert_float_equal(out[13], 0.270332, 1e-6); /* element 13 holds code 11: 0.33791524 * 0.8 */
+    assert_float_equal(out[13], 0.270332, 1e-6); /* element 13 has code 11: 0.33791524 * 0.8 */
     qref_nf4_result_free(&result);
 }
 
@@ -140,7 +140,7 @@ static void test_fp4_worked_block(void **state)
         float magnitude = raw[code & 7] / 12.0f * 2.0f;
         assert_true(same_bits(out[k], (code & 8) ? -magnitude : magnitude));
     }
-    assert_true(signbit(out[1]) && out[1] == 0.0f); /* element 1 holds code 8 */
+    assert_true(signbit(out[1]) && out[1] == 0.0f); /* element 1 has code 8 */
     qref_nf4_result_free(&result);
 }
 
