@@ -42,7 +42,8 @@ typedef enum config_field {
 } config_field;
 
 /* Lower-case key spellings and the field each one sets (QUANT_CONFIG_ARG_SYNONYMS in both
- * AutoGPTQ and GPTQModel, plus GPTQModel's negated zero_point). */
+ * AutoGPTQ and GPTQModel, plus GPTQModel's negated zero_point and the act_order key that some
+ * GPTQModel versions write for desc_act). */
 static const struct {
     const char *key;
     config_field field;
@@ -55,6 +56,7 @@ static const struct {
     {"sym", FIELD_SYM},
     {"zero_point", FIELD_ZERO_POINT},
     {"desc_act", FIELD_DESC_ACT},
+    {"act_order", FIELD_DESC_ACT},
     {"static_groups", FIELD_STATIC_GROUPS},
     {"true_sequential", FIELD_TRUE_SEQUENTIAL},
     {"damp_percent", FIELD_DAMP_PERCENT},
@@ -86,11 +88,35 @@ void qref_gptq_config_init(qref_gptq_config *config)
     config->lm_head = false;
     config->damp_percent = 0.01;
     config->format = QREF_GPTQ_FORMAT_V1;
+    config->pack_bits = 32;
 }
 
 const char *qref_gptq_format_name(qref_gptq_format format)
 {
     return format == QREF_GPTQ_FORMAT_V2 ? "gptq_v2" : "gptq";
+}
+
+const char *qref_gptq_pack_dtype_name(int pack_bits)
+{
+    switch (pack_bits) {
+    case 8: return "int8";
+    case 16: return "int16";
+    case 32: return "int32";
+    case 64: return "int64";
+    default: return NULL;
+    }
+}
+
+bool qref_gptq_pack_dtype_parse(const char *name, int *pack_bits)
+{
+    static const int widths[] = {8, 16, 32, 64};
+    for (size_t k = 0; k < sizeof widths / sizeof widths[0]; k++) {
+        if (strcasecmp(name, qref_gptq_pack_dtype_name(widths[k])) == 0) {
+            *pack_bits = widths[k];
+            return true;
+        }
+    }
+    return false;
 }
 
 static bool name_in(const char *value, const char *const *names, size_t count)
@@ -321,17 +347,17 @@ static qref_status parse_layout_keys(const char *display, const cJSON *object, c
             return status;
     }
 
+    /* GPTQModel writes str(torch dtype) without the "torch." prefix: "int32", "int16", ... */
     if (items[FIELD_PACK_DTYPE] != NULL) {
         status = qref_json_get_string(display, object, items[FIELD_PACK_DTYPE]->string, true, NULL, &value, err);
         if (status != QREF_OK)
             return status;
-        if (strcasecmp(value, "int8") == 0 || strcasecmp(value, "int16") == 0 || strcasecmp(value, "int64") == 0)
-            /* TODO: read GPTQModel's int8/int16/int64 containers (rows = ceil(in * b / width)). */
-            return qref_error_set(err, QREF_ERR_UNSUPPORTED,
-                                  "%s: pack_dtype \"%s\" is not supported, expected \"int32\"", display, value);
-        if (strcasecmp(value, "int32") != 0)
-            return qref_error_set(err, QREF_ERR_INVALID, "%s: pack_dtype \"%s\" is unknown, expected \"int32\"",
+        if (!qref_gptq_pack_dtype_parse(value, &out->pack_bits))
+            return qref_error_set(err, QREF_ERR_INVALID,
+                                  "%s: pack_dtype \"%s\" is unknown, expected \"int8\", \"int16\", \"int32\" or "
+                                  "\"int64\"",
                                   display, value);
+        out->declared |= QREF_GPTQ_KEY_PACK_DTYPE;
     }
 
     const cJSON *dynamic = items[FIELD_DYNAMIC];
@@ -442,14 +468,22 @@ qref_status qref_gptq_config_parse(const char *display, const cJSON *object, qre
         status = parse_quant_keys(display, object, items, out, err);
     if (status != QREF_OK)
         return status;
+
+    /* GPTQModel's 3-bit packing (pack_original, dequantize_weight) assumes 32-bit words. */
+    if (out->bits == 3 && out->pack_bits != 32)
+        return qref_error_set(err, QREF_ERR_UNSUPPORTED,
+                              "%s: bits 3 with pack_dtype \"%s\" is not supported, expected pack_dtype \"int32\" "
+                              "(GPTQModel packs 3-bit codes only in 32-bit words)",
+                              display, qref_gptq_pack_dtype_name(out->pack_bits));
     snprintf(out->source, sizeof out->source, "%s", display);
     return QREF_OK;
 }
 
 /* ---- two files: quantize_config.json and config.json ------------------------------------ */
 
-/* Fails when both files declare a setting with different values. format is compared even
- * when undeclared, because a reader of either file alone would decode the zero points by it. */
+/* Fails when both files declare a setting with different values. format and pack_dtype are
+ * compared even when undeclared, because a reader of either file alone would decode the
+ * tensors by them. */
 static qref_status compare_configs(const qref_gptq_config *first, const qref_gptq_config *second,
                                    qref_error *err)
 {
@@ -488,6 +522,12 @@ static qref_status compare_configs(const qref_gptq_config *first, const qref_gpt
         key = "lm_head";
         snprintf(a, sizeof a, "%s", first->lm_head ? "true" : "false");
         snprintf(b, sizeof b, "%s", second->lm_head ? "true" : "false");
+    } else if (first->pack_bits != second->pack_bits) {
+        key = "pack_dtype";
+        snprintf(a, sizeof a, "%s%s", qref_gptq_pack_dtype_name(first->pack_bits),
+                 (first->declared & QREF_GPTQ_KEY_PACK_DTYPE) ? "" : " (the default)");
+        snprintf(b, sizeof b, "%s%s", qref_gptq_pack_dtype_name(second->pack_bits),
+                 (second->declared & QREF_GPTQ_KEY_PACK_DTYPE) ? "" : " (the default)");
     } else if (first->format != second->format) {
         key = "format";
         snprintf(a, sizeof a, "%s%s", qref_gptq_format_name(first->format),
@@ -523,6 +563,8 @@ static void merge_undeclared(qref_gptq_config *first, const qref_gptq_config *se
         first->lm_head = second->lm_head;
     if (missing & QREF_GPTQ_KEY_FORMAT)
         first->format = second->format;
+    if (missing & QREF_GPTQ_KEY_PACK_DTYPE)
+        first->pack_bits = second->pack_bits;
     if (first->algorithm[0] == '\0')
         memcpy(first->algorithm, second->algorithm, sizeof first->algorithm);
     if (first->quantizer[0] == '\0')
@@ -672,8 +714,13 @@ qref_status qref_gptq_config_to_json(const qref_gptq_config *config, const char 
     if (!(config->damp_percent > 0.0 && config->damp_percent < 1.0))
         return qref_error_set(err, QREF_ERR_INVALID, "quantization config: damp_percent %g, expected a value in (0, 1)",
                               config->damp_percent);
+    const char *pack_dtype = qref_gptq_pack_dtype_name(config->pack_bits);
+    if (pack_dtype == NULL || (config->bits == 3 && config->pack_bits != 32))
+        return qref_error_set(err, QREF_ERR_INVALID, "quantization config: %d-bit words for %d-bit codes, expected "
+                              "8, 16, 32 or 64 (32 for 3-bit codes)", config->pack_bits, config->bits);
 
-    /* Keys in the order of AutoGPTQ's BaseQuantizeConfig.to_dict, then GPTQModel's meta. */
+    /* Keys in the order of AutoGPTQ's BaseQuantizeConfig.to_dict, then GPTQModel's pack_dtype
+     * (only for words other than AutoGPTQ's int32) and meta. */
     cJSON *object = cJSON_CreateObject();
     bool ok = object != NULL && cJSON_AddNumberToObject(object, "bits", config->bits) != NULL &&
               cJSON_AddNumberToObject(object, "group_size", (double)config->group_size) != NULL &&
@@ -686,6 +733,7 @@ qref_status qref_gptq_config_to_json(const qref_gptq_config *config, const char 
               add_string_or_null(object, "model_file_base_name", model_file_base_name) != NULL &&
               cJSON_AddStringToObject(object, "quant_method", "gptq") != NULL &&
               cJSON_AddStringToObject(object, "checkpoint_format", qref_gptq_format_name(config->format)) != NULL &&
+              (config->pack_bits == 32 || cJSON_AddStringToObject(object, "pack_dtype", pack_dtype) != NULL) &&
               add_meta(object, config);
     if (!ok) {
         cJSON_Delete(object);

@@ -95,6 +95,21 @@ static void test_gptq_config_gptqmodel(void **state)
     assert_float_equal(config.damp_percent, 0.05, 0.0);
     assert_string_equal(config.quantizer, "gptqmodel:2.2.0");
     assert_true(config.declared & QREF_GPTQ_KEY_STATIC_GROUPS);
+    assert_int_equal(config.pack_bits, 32);
+    assert_true(config.declared & QREF_GPTQ_KEY_PACK_DTYPE);
+
+    /* GPTQModel's other containers: pack_dtype is str(torch dtype) without "torch.". */
+    const char *names[] = {"int8", "int16", "int64", "INT16"};
+    const int widths[] = {8, 16, 64, 16};
+    for (size_t k = 0; k < 4; k++) {
+        char words[256];
+        snprintf(words, sizeof words, "{\"bits\": 4, \"format\": \"gptq\", \"checkpoint_format\": \"gptq\", "
+                 "\"pack_dtype\": \"%s\", \"act_order\": true}", names[k]);
+        assert_int_equal(parse_text(words, &config, &err), QREF_OK);
+        assert_int_equal(config.pack_bits, widths[k]);
+        assert_true(config.desc_act);
+        assert_true(config.declared & QREF_GPTQ_KEY_DESC_ACT);
+    }
 
     /* meta and the top level must agree where both set a value. */
     expect_parse_error("{\"bits\": 4, \"damp_percent\": 0.01, \"meta\": {\"damp_percent\": 0.05}}",
@@ -145,8 +160,8 @@ static void test_gptq_config_unsupported(void **state)
     expect_parse_error("{\"bits\": 4, \"quant_method\": \"awq\", \"version\": \"gemm\"}", QREF_ERR_UNSUPPORTED,
                        "quant_method \"awq\" is not GPTQ", NULL);
     expect_parse_error("{\"bits\": 4, \"format\": \"gemm\"}", QREF_ERR_UNSUPPORTED, "an AWQ layout", NULL);
-    expect_parse_error("{\"bits\": 4, \"pack_dtype\": \"int16\"}", QREF_ERR_UNSUPPORTED, "pack_dtype \"int16\"",
-                       "expected \"int32\"");
+    expect_parse_error("{\"bits\": 3, \"pack_dtype\": \"int16\"}", QREF_ERR_UNSUPPORTED,
+                       "bits 3 with pack_dtype \"int16\" is not supported", "expected pack_dtype \"int32\"");
     expect_parse_error("{\"bits\": 4, \"dynamic\": {\"-:model.layers.0.*\": {}}}", QREF_ERR_UNSUPPORTED,
                        "per-module overrides", "-:model.layers.0.*");
 }
@@ -159,6 +174,8 @@ static void test_gptq_config_invalid(void **state)
     expect_parse_error("{\"bits\": 4, \"group_size\": 0}", QREF_ERR_INVALID, "group_size is 0", "-1");
     expect_parse_error("{\"bits\": \"4\"}", QREF_ERR_INVALID, "bits", NULL);
     expect_parse_error("{\"bits\": 4, \"pack_dtype\": \"float\"}", QREF_ERR_INVALID, "pack_dtype \"float\" is unknown",
+                       "expected \"int8\", \"int16\", \"int32\" or \"int64\"");
+    expect_parse_error("{\"bits\": 4, \"pack_dtype\": \"uint32\"}", QREF_ERR_INVALID, "pack_dtype \"uint32\" is unknown",
                        NULL);
     expect_parse_error("{\"bits\": 4, \"checkpoint_format\": \"gptq_v3\"}", QREF_ERR_INVALID,
                        "checkpoint_format \"gptq_v3\" is unknown", NULL);
@@ -212,6 +229,14 @@ static void test_gptq_config_two_files(void **state)
     assert_non_null(strstr(err.message, "format gptq (the default)"));
     assert_non_null(strstr(err.message, "format gptq_v2"));
 
+    /* pack_dtype, like the format, is compared even where one file leaves it to the default. */
+    config_json_with("{\"bits\": 4, \"pack_dtype\": \"int16\"}", config_text, sizeof config_text);
+    assert_int_equal(qref_gptq_config_resolve("quantize_config.json", quantize, strlen(quantize), "config.json",
+                                              config_text, strlen(config_text), &config, &err),
+                     QREF_ERR_INVALID);
+    assert_non_null(strstr(err.message, "pack_dtype int32 (the default)"));
+    assert_non_null(strstr(err.message, "pack_dtype int16"));
+
     /* Neither file has a config. */
     const char *plain = "{\"model_type\": \"llama\"}";
     assert_int_equal(qref_gptq_config_resolve("quantize_config.json", NULL, 0, "config.json", plain, strlen(plain),
@@ -228,7 +253,8 @@ static void test_gptq_config_two_files(void **state)
 
 /*
  * The writer emits AutoGPTQ's BaseQuantizeConfig.to_dict keys in that order, then
- * GPTQModel's meta with the tool and the algorithm. Reading the text back gives the config.
+ * GPTQModel's pack_dtype (for words other than int32) and meta with the tool and the
+ * algorithm. Reading the text back gives the config.
  */
 static void test_gptq_config_writer(void **state)
 {
@@ -263,6 +289,22 @@ static void test_gptq_config_writer(void **state)
     cJSON_free(text);
     cJSON_Delete(object);
 
+    /* Other words add GPTQModel's pack_dtype after checkpoint_format, and read back. */
+    config.pack_bits = 16;
+    config.format = QREF_GPTQ_FORMAT_V2;
+    assert_int_equal(qref_gptq_config_to_json(&config, NULL, "model", &object, &err), QREF_OK);
+    text = cJSON_PrintUnformatted(object);
+    assert_non_null(strstr(text, "\"checkpoint_format\":\"gptq_v2\",\"pack_dtype\":\"int16\",\"meta\""));
+    assert_int_equal(parse_text(text, &back, &err), QREF_OK);
+    assert_int_equal(back.pack_bits, 16);
+    assert_int_equal(back.format, QREF_GPTQ_FORMAT_V2);
+    cJSON_free(text);
+    cJSON_Delete(object);
+
+    config.bits = 3;
+    assert_int_equal(qref_gptq_config_to_json(&config, NULL, NULL, &object, &err), QREF_ERR_INVALID);
+    assert_non_null(strstr(err.message, "16-bit words for 3-bit codes"));
+    assert_null(object);
     config.bits = 6;
     assert_int_equal(qref_gptq_config_to_json(&config, NULL, NULL, &object, &err), QREF_ERR_INVALID);
     assert_null(object);
