@@ -3,7 +3,8 @@
  * quantizer.
  *
  *   qconform quantize REF --method rtn --bits B [--group G] [--sym] --format gptq
- *                     [--checkpoint-format auto|gptq|gptq_v2] --out DIR [--force]
+ *                     [--checkpoint-format auto|gptq|gptq_v2] [--desc-act [--static-groups]]
+ *                     [--pack-dtype int32|int16|int8|int64] --out DIR [--force]
  *   qconform quantize REF --method nf4|fp4|int8 --format bnb [--double-quant] [--blocksize B]
  *                     --out DIR [--force]
  *   qconform quantize REF --method rtn-awq [--bits 4] [--group G] [--sym] --format awq-gemm|awq-gemv
@@ -52,6 +53,16 @@ static void print_usage(FILE *out)
             "  --checkpoint-format NAME   auto (default): gptq unless a zero point is 0, then gptq_v2;\n"
             "                             gptq: zero points stored minus one (fails on a zero point 0);\n"
             "                             gptq_v2: zero points stored as they are (GPTQModel)\n"
+            "  --desc-act                 with gptq: act-order layout (desc_act true): each linear's\n"
+            "                             groups are formed over its columns in descending order of\n"
+            "                             their L2 norm in the reference weight and g_idx records them.\n"
+            "                             RTN has no Hessian, so this proxy for act-order's Hessian\n"
+            "                             order gives its layout, not its accuracy\n"
+            "  --static-groups            with --desc-act: groups over the original column order\n"
+            "                             (static_groups true, g_idx = i / G, the codes of plain RTN)\n"
+            "  --pack-dtype NAME          with gptq: qweight and qzeros word type, int32 (default,\n"
+            "                             AutoGPTQ) or GPTQModel's int16, int8, int64 (3-bit codes\n"
+            "                             need int32)\n"
             "  --out DIR                  output folder, created complete or not at all\n"
             "  --force                    replace an existing DIR once the new one is complete\n"
             "\n"
@@ -152,8 +163,8 @@ static int quantize_awq(const char *reference, const char *method, const char *b
 int qc_cmd_quantize(int argc, char **argv)
 {
     const char *method = NULL, *bits_text = NULL, *group_text = NULL, *format = NULL, *checkpoint_text = NULL,
-               *out_dir = NULL, *blocksize_text = NULL;
-    bool sym = false, force = false, double_quant = false;
+               *out_dir = NULL, *blocksize_text = NULL, *pack_dtype_text = NULL;
+    bool sym = false, force = false, double_quant = false, desc_act = false, static_groups = false;
     const qc_arg_spec specs[] = {
         {"--method", QC_ARG_STRING, &method},
         {"--bits", QC_ARG_STRING, &bits_text},
@@ -165,6 +176,9 @@ int qc_cmd_quantize(int argc, char **argv)
         {"--force", QC_ARG_FLAG, &force},
         {"--double-quant", QC_ARG_FLAG, &double_quant},
         {"--blocksize", QC_ARG_STRING, &blocksize_text},
+        {"--desc-act", QC_ARG_FLAG, &desc_act},
+        {"--static-groups", QC_ARG_FLAG, &static_groups},
+        {"--pack-dtype", QC_ARG_STRING, &pack_dtype_text},
     };
     qc_args_result args;
     int code;
@@ -174,6 +188,8 @@ int qc_cmd_quantize(int argc, char **argv)
     /* options */
     if (args.positional_count != 1)
         return qc_usage_error("quantize", "expected one REF snapshot path");
+    if ((desc_act || static_groups || pack_dtype_text != NULL) && (format == NULL || strcmp(format, "gptq") != 0))
+        return qc_usage_error("quantize", "--desc-act, --static-groups and --pack-dtype apply to --format gptq");
     if (format != NULL && strcmp(format, "bnb") == 0)
         return quantize_bnb(args.positional[0], method, out_dir, double_quant, blocksize_text, force,
                             bits_text != NULL || group_text != NULL || sym || checkpoint_text != NULL);
@@ -207,8 +223,18 @@ int qc_cmd_quantize(int argc, char **argv)
             return qc_usage_error("quantize", "option --group: 0 is not a group size; use -1 for one group per "
                                   "output row");
     }
+    if (static_groups && !desc_act)
+        return qc_usage_error("quantize", "--static-groups applies to --desc-act");
+    int pack_bits = 32;
+    if (pack_dtype_text != NULL && !qref_gptq_pack_dtype_parse(pack_dtype_text, &pack_bits))
+        return qc_usage_error("quantize", "option --pack-dtype: unknown type '%s' (supported: int32, int16, int8, "
+                              "int64)", pack_dtype_text);
+    if (bits == 3 && pack_bits != 32)
+        return qc_usage_error("quantize", "option --pack-dtype: 3-bit codes need int32 words (GPTQModel packs "
+                              "3-bit codes only in 32-bit words), not %s", pack_dtype_text);
     qc_quantize_request request = {.reference = args.positional[0], .out_dir = out_dir, .bits = (int)bits,
                                    .group_size = group_size, .sym = sym, .checkpoint = QC_CHECKPOINT_AUTO,
+                                   .desc_act = desc_act, .static_groups = static_groups, .pack_bits = pack_bits,
                                    .force = force, .quantizer = "qconform:" QCONFORM_VERSION};
     if (checkpoint_text != NULL && !qc_checkpoint_choice_parse(checkpoint_text, &request.checkpoint))
         return qc_usage_error("quantize", "unknown checkpoint format '%s' (supported: auto, gptq, gptq_v2)",
@@ -231,8 +257,12 @@ int qc_cmd_quantize(int argc, char **argv)
         snprintf(group, sizeof group, "per-channel");
     else
         snprintf(group, sizeof group, "group %ld", group_size);
-    printf("quantized %d layers (%d linears) with rtn: %ld-bit, %s, %s, gptq checkpoint_format %s -> %s\n",
+    char layout[64] = "";
+    if (desc_act || pack_bits != 32)
+        snprintf(layout, sizeof layout, "%s%s%s%s", desc_act ? ", desc_act" : "", static_groups ? " static_groups" : "",
+                 pack_bits != 32 ? ", pack_dtype " : "", pack_bits != 32 ? qref_gptq_pack_dtype_name(pack_bits) : "");
+    printf("quantized %d layers (%d linears) with rtn: %ld-bit, %s, %s, gptq checkpoint_format %s%s -> %s\n",
            outcome.layers, outcome.linears, bits, group, sym ? "sym" : "asym", qref_gptq_format_name(outcome.format),
-           out_dir);
+           layout, out_dir);
     return QC_EXIT_PASS;
 }

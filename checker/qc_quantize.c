@@ -3,7 +3,8 @@
  *
  * Steps: open the reference and reject a quantized one; check the group size against every
  * linear's input width and the output folder against --force; quantize the seven linears of
- * every layer with qref_rtn_quantize and pack them with qref_gptq_pack (g_idx = i / G);
+ * every layer with qref_rtn_quantize and pack them with qref_gptq_pack_words (g_idx = i / G,
+ * or act-order's permuted g_idx under --desc-act);
  * create missing parent folders of the output; write model.safetensors, config.json,
  * quantize_config.json and the tokenizer files into a fresh temporary folder next to the
  * output; rename it into place.
@@ -287,6 +288,57 @@ static bool find_zero_point_zero(const qref_rtn_result *rtn, size_t *row, size_t
     return false;
 }
 
+/*
+ * Puts the columns of weight[rows][cols] in act-order's order for quantize --desc-act, the
+ * descending column norms (qref_gptq_order_by_column_norm): RTN has no Hessian, so this
+ * gives act-order's layout, not its accuracy. *order (owned) is the column of each position.
+ */
+static qref_status order_columns(float *weight, int64_t rows, int64_t cols, int32_t **order, qref_error *err)
+{
+    *order = malloc((size_t)cols * sizeof **order);
+    float *row = malloc((size_t)cols * sizeof *row);
+    qref_status status = QREF_OK;
+    if (*order == NULL || row == NULL)
+        status = qref_error_set(err, QREF_ERR_NOMEM, "cannot allocate the column order of %lld columns",
+                                (long long)cols);
+    if (status == QREF_OK)
+        status = qref_gptq_order_by_column_norm(weight, rows, cols, *order, err);
+    for (int64_t o = 0; status == QREF_OK && o < rows; o++) {
+        memcpy(row, weight + o * cols, (size_t)cols * sizeof *row);
+        for (int64_t k = 0; k < cols; k++)
+            weight[o * cols + k] = row[(*order)[k]];
+    }
+    free(row);
+    if (status != QREF_OK) {
+        free(*order);
+        *order = NULL;
+    }
+    return status;
+}
+
+/* Moves codes quantized in column order back to the original columns and sets codes->g_idx
+ * to *g_idx (owned): g_idx[order[k]] = k / G. */
+static qref_status restore_column_order(qref_gptq_codes *codes, const int32_t *order, int32_t **g_idx,
+                                        qref_error *err)
+{
+    const int64_t cols = codes->in_features;
+    *g_idx = malloc((size_t)cols * sizeof **g_idx);
+    uint8_t *row = malloc((size_t)cols);
+    if (*g_idx == NULL || row == NULL) {
+        free(row);
+        return qref_error_set(err, QREF_ERR_NOMEM, "cannot allocate the group index of %lld columns", (long long)cols);
+    }
+    for (int64_t o = 0; o < codes->out_features; o++) {
+        memcpy(row, codes->codes + o * cols, (size_t)cols);
+        for (int64_t k = 0; k < cols; k++)
+            codes->codes[o * cols + order[k]] = row[k];
+    }
+    qref_gptq_g_idx_from_order(order, cols, codes->group_size, *g_idx);
+    codes->g_idx = *g_idx;
+    free(row);
+    return QREF_OK;
+}
+
 /* Quantizes and packs one linear into *packed. In v1 a zero point of 0 sets *blocked with
  * its location in blocked_at and packs nothing. */
 static qref_status quantize_linear(const qc_model *model, const qc_quantize_request *request, int layer, int index,
@@ -299,15 +351,23 @@ static qref_status quantize_linear(const qc_model *model, const qc_quantize_requ
     int64_t rows, cols;
     qref_llama_linear_shape(&model->config, index, &rows, &cols);
 
-    /* Step 1: f32 weights [rows = out_features][cols = in_features], then RTN codes. */
+    /* Step 1: f32 weights [rows = out_features][cols = in_features], in act-order's column
+     * order when requested, then RTN codes. */
     qref_status status = qref_weights_load(&model->weights, name, rows, cols, weight, err);
     if (status != QREF_OK)
         return status;
+    int32_t *order = NULL;
+    if (request->desc_act && !request->static_groups) {
+        status = order_columns(weight, rows, cols, &order, err);
+        if (status != QREF_OK)
+            return status;
+    }
     qref_rtn_config rtn_config = {.bits = request->bits, .group_size = request->group_size, .sym = request->sym};
     qref_rtn_result rtn;
     status = qref_rtn_quantize(name, weight, (size_t)rows, (size_t)cols, &rtn_config, &rtn, err);
     if (status != QREF_OK) {
         qref_rtn_result_free(&rtn);
+        free(order);
         return status;
     }
 
@@ -318,16 +378,25 @@ static qref_status quantize_linear(const qc_model *model, const qc_quantize_requ
                  zero_group);
         *blocked = true;
         qref_rtn_result_free(&rtn);
+        free(order);
         return QREF_OK;
     }
 
-    /* Step 3: the AutoGPTQ tensors, with g_idx = i / G. */
+    /* Step 3: the AutoGPTQ tensors in the requested words; g_idx = i / G, or under act-order
+     * the codes back in the original column order with g_idx[order[k]] = k / G. */
     qref_gptq_codes codes = {.bits = rtn.bits, .out_features = rows, .in_features = cols,
                              .group_size = (int64_t)rtn.group_size, .groups = (int64_t)rtn.groups,
                              .scale_dtype = QREF_DTYPE_F16, .codes = rtn.codes, .zeros = rtn.zeros,
                              .scales = rtn.scales, .g_idx = NULL};
-    status = qref_gptq_pack(prefix, &codes, format, packed, err);
+    int32_t *g_idx = NULL;
+    if (order != NULL)
+        status = restore_column_order(&codes, order, &g_idx, err);
+    if (status == QREF_OK)
+        status = qref_gptq_pack_words(prefix, &codes, format, request->pack_bits != 0 ? request->pack_bits : 32,
+                                      packed, err);
     qref_rtn_result_free(&rtn);
+    free(order);
+    free(g_idx);
     return status;
 }
 
@@ -556,10 +625,13 @@ static qref_status build_quantization_config(const qc_quantize_request *request,
     config.bits = request->bits;
     config.group_size = request->group_size;
     config.sym = request->sym;
-    config.desc_act = false;
-    config.static_groups = false;
+    config.desc_act = request->desc_act;
+    config.static_groups = request->desc_act && request->static_groups;
     config.format = format;
-    snprintf(config.algorithm, sizeof config.algorithm, "rtn");
+    config.pack_bits = request->pack_bits != 0 ? request->pack_bits : 32;
+    /* Act-order groups change the codes, so they are not plain RTN's (static groups keep them). */
+    snprintf(config.algorithm, sizeof config.algorithm, "%s",
+             request->desc_act && !request->static_groups ? "rtn_act_order" : "rtn");
     snprintf(config.quantizer, sizeof config.quantizer, "%s", request->quantizer != NULL ? request->quantizer : "qconform");
     /* AutoGPTQ's from_quantized finds the weights as <model_file_base_name>.safetensors. */
     return qref_gptq_config_to_json(&config, NULL, "model", out, err);

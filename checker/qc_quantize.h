@@ -36,6 +36,9 @@ typedef struct qc_quantize_request {
     long group_size;        /* input features per group, or -1 for one group per row */
     bool sym;
     qc_checkpoint_choice checkpoint;
+    bool desc_act;          /* act-order layout: groups formed in descending column-norm order */
+    bool static_groups;     /* with desc_act: groups over the original column order (g_idx = i / G) */
+    int pack_bits;          /* GPTQModel pack_dtype word width 8, 16, 32 or 64; 0 means 32 */
     bool force;             /* replace an existing out_dir once the new folder is complete */
     const char *quantizer;  /* meta.quantizer entry of the config, e.g. "qconform:0.1.0" */
 } qc_quantize_request;
@@ -60,7 +63,11 @@ qref_status qc_quantize_check_group_size(const qref_llama_config *config, long g
 
 /*
  * Quantizes request->reference with RTN and writes the GPTQ artifact to request->out_dir,
- * creating its missing parent folders. Fails before writing anything on a quantized
+ * creating its missing parent folders. With desc_act (and no static_groups) the groups of
+ * each linear follow qref_gptq_order_by_column_norm, a deterministic proxy for act-order's
+ * Hessian order because RTN has no calibration data, and the config names the algorithm
+ * "rtn_act_order"; with static_groups the codes equal plain RTN's and g_idx is i / G.
+ * Fails before writing anything on a quantized
  * reference, a group size that does not divide a linear's input width, or an existing
  * out_dir without request->force. On any failure the temporary folder and the parent folders
  * it created are removed, and out_dir is left as it was.
