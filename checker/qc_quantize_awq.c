@@ -1,11 +1,11 @@
 /*
  * qconform quantize --format awq-gemm|awq-gemv (checker/qc_quantize_awq.h).
  *
- * Steps: open the reference and reject a quantized one; check every linear's widths against
- * the layout before any work; quantize the seven linears of every layer with AWQ's f16
- * pseudo quantizer and pack them (qweight, qzeros, scales); build the quantization_config;
- * write the folder with qc_quantize_publish, without quantize_config.json (AutoAWQ writes the
- * config into config.json only).
+ * Steps: open the reference and reject a quantized one, and check every linear's widths
+ * against the layout before any work. Then quantize the seven linears of every layer with
+ * AWQ's f16 pseudo quantizer and pack them (qweight, qzeros, scales), build the
+ * quantization_config, and write the folder with qc_quantize_publish. The folder has no
+ * quantize_config.json, because AutoAWQ writes the config into config.json only.
  */
 #include "qc_quantize_awq.h"
 
@@ -79,7 +79,7 @@ static qref_status quantize_linear(const qc_awq_request *request, const char *mo
     return status;
 }
 
-/* Quantizes every linear of every layer; tensors receives views of the packed tensors. */
+/* Quantizes every linear of every layer and stores views of the packed tensors in tensors. */
 static qref_status quantize_model(const qc_awq_request *request, const qc_model *model, qref_awq_packed *packed,
                                   qref_tensor *tensors, size_t *tensor_count, qref_error *err)
 {

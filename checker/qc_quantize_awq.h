@@ -25,10 +25,10 @@ typedef struct qc_awq_request {
 
 /*
  * Quantizes request->reference and writes the artifact folder. Fails before writing on a
- * quantized or GGUF reference, widths the layout cannot hold (GEMM: out_features a multiple
- * of 8; GEMV: in_features a multiple of 8 and a group size of 32, 64 or at least 128; both:
- * a group size dividing every in_features), an existing out_dir without force, and on the
- * quantizer's errors.
+ * quantized or GGUF reference, on widths the layout cannot hold, and on an existing out_dir
+ * without force. GEMM needs out_features to be a multiple of 8. GEMV needs in_features to be
+ * a multiple of 8 and a group size of 32, 64 or at least 128. Both need a group size that
+ * divides every in_features. Also fails on the quantizer's errors.
  */
 qref_status qc_quantize_awq(const qc_awq_request *request, qc_quantize_outcome *outcome, qref_error *err);
 

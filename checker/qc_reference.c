@@ -176,6 +176,7 @@ bool qc_reference_compare(const qc_model *artifact, const qc_model *reference, q
     bool gguf = artifact->kind == QC_MODEL_GGUF;
     int bits = artifact->quantized ? artifact->gptq.bits : 16;
     double worst_error = 0.0, worst_limit = weight_error_limit(bits), worst_ratio = 0.0;
+    int worst_bits = bits;
     char worst_linear[256] = "", worst_type[16] = "";
 
     for (int layer = 0; layer < config->num_hidden_layers && status == QREF_OK; layer++) {
@@ -197,13 +198,16 @@ bool qc_reference_compare(const qc_model *artifact, const qc_model *reference, q
 
             /* the limit follows the linear's stored bit width (codec) or ggml type (GGUF) */
             double limit = weight_error_limit(bits);
+            int linear_bits = bits;
             if (!gguf && artifact->codec != NULL &&
                 artifact->codec->linear_stored(artifact->codec_config, artifact->tensor_weights.tensors, module)) {
                 qref_linear_info info = {.bits = 0};
                 artifact->codec->linear_describe(artifact->codec_config, artifact->tensor_weights.tensors, module,
                                                  &info);
-                if (info.bits > 0)
+                if (info.bits > 0) {
                     limit = weight_error_limit(info.bits);
+                    linear_bits = info.bits;
+                }
             }
             const char *type_name = NULL;
             if (gguf) {
@@ -244,6 +248,7 @@ bool qc_reference_compare(const qc_model *artifact, const qc_model *reference, q
                     worst_ratio = ratio;
                     worst_error = isnan(relative) ? INFINITY : relative;
                     worst_limit = limit;
+                    worst_bits = linear_bits;
                     snprintf(worst_linear, sizeof worst_linear, "%s", module);
                     snprintf(worst_type, sizeof worst_type, "%s", type_name != NULL ? type_name : "");
                 }
@@ -280,13 +285,13 @@ bool qc_reference_compare(const qc_model *artifact, const qc_model *reference, q
                             "%s: relative Frobenius error %.4g against the reference exceeds %.3g, the limit for "
                             "%d-bit weights; the artifact was not made from this reference, or its weights are "
                             "damaged (per-linear values in metrics.weight_error)",
-                            worst_linear, worst_error, worst_limit, bits);
+                            worst_linear, worst_error, worst_limit, worst_bits);
         return false;
     }
     qc_report_add_check(report, "reference.weights", QC_VERDICT_PASS,
                         "every linear is within the %d-bit limit of %.3g relative Frobenius error against the "
                         "reference; worst %.4g in %s (per-linear values in metrics.weight_error)",
-                        bits, worst_limit, worst_error, worst_linear);
+                        worst_bits, worst_limit, worst_error, worst_linear);
     if (rtn) {
         if (rtn_mismatch[0] != '\0') {
             qc_report_add_check(report, "rtn.codes", QC_VERDICT_FAIL,

@@ -21,7 +21,7 @@
 
 /* Field that receives column 8c + AWQ_ORDER[s] is s (from_linear's order_map). */
 static const int awq_order[QREF_AWQ_PACK] = {0, 2, 4, 6, 1, 3, 5, 7};
-/* Field that holds column 8c + j (AWQ_REVERSE_ORDER). */
+/* Field that contains column 8c + j (AWQ_REVERSE_ORDER). */
 static const int awq_reverse_order[QREF_AWQ_PACK] = {0, 4, 1, 5, 2, 6, 3, 7};
 
 /* Largest feature count accepted, so that every index product fits comfortably in int64. */
@@ -164,7 +164,7 @@ static char *shape_text(const qref_tensor *tensor, char *buf, size_t size)
 
 /* ---- structure check ---------------------------------------------------------------------- */
 
-/* Checks the config against the features before any tensor is read; false stops the check. */
+/* Checks the config against the features before any tensor is read. Returns false to stop the check. */
 static bool check_config(const qref_awq_linear *linear, const qref_awq_config *config, qref_findings *findings)
 {
     const char *name = prefix_or_default(linear->prefix);
@@ -219,7 +219,7 @@ static bool check_config(const qref_awq_linear *linear, const qref_awq_config *c
     return true;
 }
 
-/* Checks presence and dtypes; false stops the check. */
+/* Checks presence and dtypes. Returns false to stop the check. */
 static bool check_presence(const qref_awq_linear *linear, const qref_awq_config *config, qref_findings *findings)
 {
     char label[512], name[320];
@@ -331,7 +331,7 @@ static int find_other_bits(const qref_awq_linear *linear, const qref_awq_config 
     return 0;
 }
 
-/* Checks the shapes against the declared layout and names the likely cause; false stops the check. */
+/* Checks the shapes against the declared layout and names the likely cause. Returns false to stop the check. */
 static bool check_shapes(const qref_awq_linear *linear, const qref_awq_config *config, awq_shapes *s,
                          qref_findings *findings)
 {
@@ -601,7 +601,7 @@ void qref_awq_codes_free(qref_awq_codes *codes)
     memset(codes, 0, sizeof *codes);
 }
 
-/* Runs the check; fails with the first ERROR finding's message, overflow included only if asked. */
+/* Runs the check and fails with the first ERROR finding's message (dequant.fp16_overflow only if asked). */
 static qref_status check_for_reading(const qref_awq_linear *linear, const qref_awq_config *config,
                                      bool overflow_fails, qref_error *err)
 {
@@ -661,8 +661,8 @@ static qref_status unpack_checked(const qref_awq_linear *linear, const qref_awq_
         }
     }
 
-    /* Step 3: codes. GEMM word [i][c] holds columns 8c..8c+7 of row i; GEMV word [o][k]
-     * holds inputs 8k..8k+7 of row o. */
+    /* Step 3: codes. GEMM word [i][c] contains columns 8c..8c+7 of row i, and GEMV word
+     * [o][k] contains inputs 8k..8k+7 of row o. */
     const uint8_t *qweight = linear->qweight->data;
     const int64_t words = s.qweight[1];
     if (config->layout == QREF_AWQ_LAYOUT_GEMM) {

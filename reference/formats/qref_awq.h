@@ -133,8 +133,8 @@ qref_status qref_awq_config_parse(const char *display, const cJSON *object, qref
 /*
  * Resolves the config from config.json's quantization_config and an AutoAWQ
  * quant_config.json (either text may be NULL when absent). transformers reads only
- * config.json and old AutoAWQ only quant_config.json, so when both declare a key their
- * values must agree; a key only one of them declares is taken from it.
+ * config.json and old AutoAWQ only quant_config.json, so a key that both declare must have
+ * the same value in both. A key that only one of them declares is taken from it.
  */
 qref_status qref_awq_config_resolve(const char *quant_display, const char *quant_text, size_t quant_length,
                                     const char *config_display, const char *config_text, size_t config_length,
@@ -193,7 +193,7 @@ typedef struct qref_awq_linear {
  * Checks one linear against its expected features and the config, adding findings (ids as
  * in the AWQ codec's catalog): awq.tensor.missing, awq.dtype, awq.bits and awq.group_size
  * (the declared values against the shapes), awq.layout.mismatch (a GEMV file declared GEMM
- * or the reverse, told apart by the shapes), awq.shape (other shape errors),
+ * or the reverse, recognized by the shapes), awq.shape (other shape errors),
  * awq.scales.invalid (not finite and positive), awq.zero_point.not_symmetric (zero_point
  * false with a zero point other than 8), awq.qzeros.missing (zero_point false without
  * qzeros), awq.scales.padding and awq.qzeros.padding (nonzero GEMV padding), and
@@ -254,8 +254,9 @@ typedef struct qref_awq_packed {
  * in f16 from the fake-quantized weight W_hat, which returns the same codes (the unit tests
  * check that recomputation on every code of seeded random matrices). Fails on bits other
  * than 4, a code or zero point above 15, a scale that is not finite and positive, and widths
- * the layout cannot hold (GEMM: out a multiple of 8; GEMV: in a multiple of 8 and a group
- * size calculate_zeros_width implements; both: G dividing in). prefix names the tensors.
+ * the layout cannot hold. GEMM needs out to be a multiple of 8. GEMV needs in to be a
+ * multiple of 8 and a group size that calculate_zeros_width implements. Both need G to
+ * divide in. prefix names the tensors.
  * Free out with qref_awq_packed_free, also after a failure.
  */
 qref_status qref_awq_pack(const char *prefix, const qref_awq_codes *codes, qref_awq_layout layout,

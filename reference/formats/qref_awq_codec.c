@@ -2,11 +2,11 @@
  * The AWQ codec (AutoAWQ GEMM and GEMV layouts, formats/qref_awq.h) behind the codec
  * interface.
  *
- * A linear is stored in this codec's layout when it has a "<module>.qweight" tensor. A linear
- * stored as a float "<module>.weight" is claimed too, so that the codec can tell the two float
- * cases apart: a module the config's modules_to_not_convert names is float by design
- * (awq.not_converted, read as float), while any other float linear is an error
- * (awq.unquantized, still read as float so the forward can run).
+ * A linear is stored in this codec's layout when it has a "<module>.qweight" tensor. The codec
+ * also claims a linear stored as a float "<module>.weight", so that it can distinguish two
+ * cases. A module that the config's modules_to_not_convert names is float by design
+ * (awq.not_converted). Any other float linear is an error (awq.unquantized). Both are read as
+ * float, so the forward can run.
  */
 #include <stdio.h>
 #include <stdlib.h>

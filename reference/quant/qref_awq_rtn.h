@@ -20,12 +20,13 @@
  *     q     = clamp(round(w / scale), -2^(b-1), 2^(b-1) - 1)
  *     w_hat = q * scale
  *
- * Every operation is one PyTorch f16 operation: it is computed in f32 and rounded to f16
- * (round-half-to-even), which is how PyTorch evaluates f16 tensors on CPU and GPU; f32 holds
- * each product of two f16 values exactly, and its sums and quotients round to the same f16
- * value a direct rounding gives (f32 has more than 2 * 11 + 2 significant bits). The clamp
- * bound 1e-5 becomes its f16 value 1.0013580322265625e-5, as clamp converts a scalar bound
- * to the tensor's dtype. round() is round-half-to-even (torch.round). Because zeros are
+ * Every operation is one PyTorch f16 operation, computed in f32 and rounded to f16
+ * (round-half-to-even), as PyTorch evaluates f16 tensors on CPU and GPU. f32 represents each
+ * product of two f16 values exactly, and its sums and quotients round to the same f16 value
+ * that a direct rounding gives, because f32 has at least 2 * 11 + 2 significant bits. The
+ * clamp bound 1e-5 acts as its f16 value 1.0013580322265625e-5: no f16 value lies between
+ * the two, so clamping in f32 and storing in f16 gives the same result as clamping in f16.
+ * round() is round-half-to-even (torch.round). Because zeros are
  * clamped to [0, max_int], a group of only positive (or only negative) values gets zero 0
  * (or max_int) and its top (or bottom) values clip.
  *
