@@ -707,7 +707,9 @@ void qref_awq_codes_dequantize(const qref_awq_codes *codes, qref_awq_layout layo
             int offset = (int)codes->codes[o * in + i] - (int)codes->zeros[o * groups + g];
 
             /* The f32 product is exact (an 11-bit scale times |offset| <= 15 needs at most 15
-             * bits). GEMM rounds it once to f16, as PyTorch's int8 x f16 product does. */
+             * bits). GEMM rounds it once to f16, as PyTorch's int8 x f16 product does.
+             * NOTE: GEMV follows gemv_cuda.cu's f32 product, which AutoAWQ uses up to 8 input
+             * rows; for more rows it calls gemmv2_forward_cuda, whose rounding is not mirrored. */
             float product = scale * (float)offset;
             if (layout == QREF_AWQ_LAYOUT_GEMM)
                 product = qref_f16_to_f32(qref_f32_to_f16(product));

@@ -46,9 +46,9 @@
  *   GEMM: dequantize_gemm computes (q - z) as int8 and multiplies by the F16 scales, so each
  *         weight is the exact product s * (q - z) rounded once to f16 (round-half-to-even)
  *         and can overflow to infinity for scales above 65504 / 15.
- *   GEMV: AutoAWQ has no Python dequantization for GEMV; its kernel (gemv_cuda.cu) computes
- *         scale * (float(q) - float(z)) in f32, which is exact, and never rounds the weight
- *         to f16. This library returns that exact f32 product.
+ *   GEMV: AutoAWQ has no Python dequantization for GEMV. The GEMV kernel (gemv_cuda.cu, as
+ *         read in llm-awq) computes scale * (float(q) - float(z)) in f32, which is exact, and
+ *         never rounds the weight to f16. This library returns that exact f32 product.
  *
  * Known limits: only 4-bit codes (AutoAWQ's only width; its GEMM and GEMV classes raise
  * NotImplementedError otherwise). Versions "gemv_fast" and "marlin" and transformers' backend

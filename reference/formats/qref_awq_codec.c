@@ -7,6 +7,8 @@
  * cases. A module that the config's modules_to_not_convert names is float by design
  * (awq.not_converted). Any other float linear is an error (awq.unquantized). Both are read as
  * float, so the forward can run.
+ * NOTE: verify's structure summary counts such float linears among those "stored in the awq
+ * layout", because it counts every linear the codec claims.
  */
 #include <stdio.h>
 #include <stdlib.h>

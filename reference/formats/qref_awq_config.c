@@ -100,6 +100,7 @@ static qref_status parse_version(const char *display, const char *key, const cha
     } else if (strcmp(lower, "gemv") == 0) {
         out->layout = QREF_AWQ_LAYOUT_GEMV;
     } else if (strcmp(lower, "gemv_fast") == 0 || strcmp(lower, "marlin") == 0) {
+        /* TODO: read the GEMV_fast (int16 interleaved, pre-scaled zeros) and Marlin layouts. */
         return qref_error_set(err, QREF_ERR_UNSUPPORTED,
                               "%s: %s \"%s\" is the AWQ %s layout, which this version does not read (it reads "
                               "\"gemm\", \"gemv\", and \"exllama\" and \"ipex\", which store GEMM's tensors)",
