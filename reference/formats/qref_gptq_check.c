@@ -460,26 +460,28 @@ static void report_zero_fields(linear_check *check, const problem_tally *underfl
     const qref_gptq_layout *layout = &check->layout;
     const qref_tensor *tensor = check->linear->qzeros;
     const int digits = layout->word_bytes * 2;
+    const int64_t total = layout->groups * layout->out_features;
     char label[512], message[QREF_ERROR_MESSAGE_MAX];
     qref_gptq_tensor_label(tensor, check->linear->prefix, "qzeros", label, sizeof label);
     if (underflow->count > 0) {
         snprintf(message, sizeof message,
                  "%s: v1 zero-point underflow at [%lld][%lld]: stored field %u (all ones) decodes to zero point %u, "
                  "outside 0..%u; its word 0x%0*llx has every bit from that field up set, the trace of AutoGPTQ's "
-                 "pack() storing zero point 0 minus one as -1. %llu zero points are affected. Hint: such data needs "
-                 "checkpoint_format gptq_v2, or the checkpoint is gptq_v2 labelled gptq",
+                 "pack() storing zero point 0 minus one as -1; %llu of %lld zero points are affected. Hint: such data "
+                 "needs checkpoint_format gptq_v2, or the checkpoint is gptq_v2 labelled gptq",
                  label, (long long)underflow->row, (long long)underflow->col, underflow->field, underflow->field + 1,
-                 layout->mask, digits, (unsigned long long)underflow->word, (unsigned long long)underflow->count);
+                 layout->mask, digits, (unsigned long long)underflow->word, (unsigned long long)underflow->count,
+                 (long long)total);
         add_finding(check, "gptq.zero_point.v1_underflow", QREF_SEVERITY_ERROR, tensor, "qzeros", message);
     }
     if (out_of_range->count > 0) {
         snprintf(message, sizeof message,
                  "%s: zero point %u at [%lld][%lld] (stored field %u, all ones, format gptq) is outside 0..%u, "
                  "expected a stored field in 0..%u; its word 0x%0*llx does not have every higher bit set, so this is "
-                 "not AutoGPTQ's underflow trace. %llu zero points are affected",
+                 "not AutoGPTQ's underflow trace; %llu of %lld zero points are affected",
                  label, out_of_range->field + 1, (long long)out_of_range->row, (long long)out_of_range->col,
                  out_of_range->field, layout->mask, layout->mask - 1, digits, (unsigned long long)out_of_range->word,
-                 (unsigned long long)out_of_range->count);
+                 (unsigned long long)out_of_range->count, (long long)total);
         add_finding(check, "gptq.zero_point.out_of_range", QREF_SEVERITY_ERROR, tensor, "qzeros", message);
     }
 }

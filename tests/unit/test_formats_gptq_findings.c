@@ -230,7 +230,7 @@ static void test_gptq_finding_bits_mismatch(void **state)
     free(big);
 }
 
-/* Group size 64 gives ceil(256 / 64) = 4 rows of scales and qzeros; the config says 128 (2). */
+/* Group size 64 gives ceil(256 / 64) = 4 rows of scales and qzeros; the config declares 128 (2). */
 static void test_gptq_finding_group_size_mismatch(void **state)
 {
     malformed_fixture *f = *state;
@@ -313,8 +313,8 @@ static void test_gptq_finding_g_idx_out_of_range(void **state)
                    "value 99 at [5], expected a group in 0..1", "2 of 256 entries are out of range");
 }
 
-/* g_idx[130] = 0 though feature 130 is in group 130 / 128 = 1: group 0 then holds 129
- * features and group 1 holds 127. */
+/* g_idx[130] = 0 though feature 130 is in group 130 / 128 = 1: group 0 then contains 129
+ * features and group 1 contains 127. */
 static void test_gptq_finding_g_idx_group_size(void **state)
 {
     malformed_fixture *f = *state;
@@ -353,7 +353,7 @@ static void test_gptq_finding_desc_act_mismatch(void **state)
 }
 
 /*
- * qzeros row 1, word 1 holds outputs 8..15. ORing 0xffffff00 sets fields 2..7 (outputs
+ * qzeros row 1, word 1 contains outputs 8..15. ORing 0xffffff00 sets fields 2..7 (outputs
  * 10..15) to all ones with every higher bit set: AutoGPTQ's trace of storing zero point 0 of
  * output 10 as -1 << 8. The first affected zero point is [1][10]; six are affected.
  */
@@ -365,7 +365,7 @@ static void test_gptq_finding_v1_underflow(void **state)
     expect_finding(f, "gptq.zero_point.v1_underflow", QREF_SEVERITY_ERROR, "mlp.up_proj.qzeros",
                    "v1 zero-point underflow at [1][10]: stored field 15 (all ones) decodes to zero point 16, outside "
                    "0..15",
-                   "6 zero points are affected");
+                   "6 of 128 zero points are affected");
 }
 
 /* Field 1 of qzeros[0][0] (output 1) all ones, with field 7 (bits 28-31) cleared so the
@@ -417,7 +417,7 @@ static void test_gptq_finding_scales(void **state)
 }
 
 /*
- * Scale [0][5] = 40000 (f16 0x78e2 holds exactly 40000). Output 5 of group 0 has codes
+ * Scale [0][5] = 40000 (f16 0x78e2 is exactly 40000). Output 5 of group 0 has codes
  * 0..15 around its zero point, so every code two or more steps away gives |w| >= 80000,
  * beyond 65504, which f16 rounds to infinity.
  */

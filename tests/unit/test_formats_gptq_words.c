@@ -3,7 +3,7 @@
  * group index, against vectors worked by hand.
  *
  * Expected words follow GPTQModel's pack_original (gptqmodel/nn_modules/qlinear/__init__.py,
- * read at commit 00f3d5e): for b = 2, 4, 8 and W-bit words, row r of qweight holds inputs
+ * read at commit 00f3d5e): for b = 2, 4, 8 and W-bit words, row r of qweight contains inputs
  * r * W/b .. r * W/b + W/b - 1 with input r * W/b + j at bits [b*j, b*j + b), and qzeros
  * packs outputs the same way; words are stored little-endian in signed containers. The
  * act-order g_idx follows fasterquant in AutoGPTQ's auto_gptq/quantization/gptq.py: the
