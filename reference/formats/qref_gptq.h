@@ -192,7 +192,7 @@ typedef struct qref_gptq_linear {
  * the stored shape matches one), padding bits, g_idx range and group sizes, g_idx against
  * desc_act and static_groups (a WARNING), v1 underflow and out-of-range zero points, sym
  * zero points, scales that are not finite and positive, and dequantized weights beyond the
- * f16 range.
+ * f16 range (with F16 scales, which make the product f16).
  * It reads only what the stored shapes allow, so it never reads out of bounds. Zero points
  * that all equal the other format's symmetric fingerprint are left to
  * qref_gptq_format_check. Returns QREF_ERR_NOMEM when a counter array cannot be allocated
@@ -309,9 +309,9 @@ qref_status qref_gptq_unpack(const qref_gptq_linear *linear, const qref_gptq_con
 void qref_gptq_codes_dequantize(const qref_gptq_codes *codes, float *weight);
 
 /*
- * Checks, unpacks and dequantizes one linear into weight[out_features][in_features]. The
- * check rejects weights beyond the f16 range (dequant.fp16_overflow), because the forward
- * of AutoGPTQ and GPTQModel computes them in f16.
+ * Checks, unpacks and dequantizes one linear into weight[out_features][in_features]. With
+ * F16 scales the check rejects weights beyond the f16 range (dequant.fp16_overflow),
+ * because the product of codes and scales is then computed in f16.
  */
 qref_status qref_gptq_dequantize(const qref_gptq_linear *linear, const qref_gptq_config *config,
                                  float *weight, qref_error *err);

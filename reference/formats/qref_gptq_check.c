@@ -599,9 +599,10 @@ static float product_in_scale_dtype(qref_dtype dtype, float scale, float steps)
 }
 
 /*
- * Weights beyond the f16 range. A group whose largest possible step count, max(z, mask - z),
- * times its scale stays within 65504 cannot overflow, so only the codes of the other groups
- * are read.
+ * Weights beyond the f16 range, for F16 scales: the product of the integer codes and the
+ * scales has the scales' dtype, so BF16 and F32 scales compute in a wider range. A group
+ * whose largest possible step count, max(z, mask - z), times its scale stays within 65504
+ * cannot overflow, so only the codes of the other groups are read.
  */
 static void check_overflow(linear_check *check)
 {
@@ -723,7 +724,8 @@ qref_status qref_gptq_check_findings(const qref_gptq_linear *linear, const qref_
         check_zero_values(&check);
     if (check.scales_ok)
         check_scale_values(&check);
-    if (check.qweight_ok && check.qzeros_ok && check.scales_ok && check.groups_ok)
+    if (check.qweight_ok && check.qzeros_ok && check.scales_ok && check.groups_ok &&
+        linear->scales->dtype == QREF_DTYPE_F16)
         check_overflow(&check);
 
     if (findings->dropped != dropped)

@@ -437,6 +437,17 @@ static void test_gptq_finding_fp16_overflow(void **state)
     qref_findings_free(&f->findings);
     assert_int_equal(qref_gptq_check_findings(&f->linear, &f->config, &f->findings, &err), QREF_OK);
     assert_int_equal(f->findings.count, 0);
+
+    /* BF16 scales make the product bf16, whose range 40000 * 15 stays inside. */
+    uint8_t bf16[2 * 2 * MAL_OUT];
+    for (int k = 0; k < 2 * MAL_OUT; k++)
+        qref_store_u16(bf16 + 2 * k, qref_f32_to_bf16(qref_f16_to_f32(qref_load_u16(at(f->scales, (size_t)k, 2)))));
+    qref_store_u16(bf16 + 2 * 5, qref_f32_to_bf16(40000.0f));
+    f->scales_view.dtype = QREF_DTYPE_BF16;
+    f->scales_view.data = bf16;
+    qref_findings_free(&f->findings);
+    assert_int_equal(qref_gptq_check_findings(&f->linear, &f->config, &f->findings, &err), QREF_OK);
+    assert_int_equal(f->findings.count, 0);
 }
 
 /* ---- several problems, and malformed inputs that must not crash ----------------------------- */
