@@ -7,7 +7,11 @@
  *                     [--pack-dtype int32|int16|int8|int64] --out DIR [--force]
  *   qconform quantize REF --method nf4|fp4|int8 --format bnb [--double-quant] [--blocksize B]
  *                     --out DIR [--force]
+ *   qconform quantize REF --method rtn --bits 4|8 [--group G] [--sym] --format compressed-tensors
+ *                     --out DIR [--force]
  *   qconform quantize REF --method rtn-awq [--bits 4] [--group G] [--sym] --format awq-gemm|awq-gemv
+ *                     --out DIR [--force]
+ *   qconform quantize REF --method rtn --bits B [--group G] [--sym] --format fake [--dtype f16|bf16]
  *                     --out DIR [--force]
  */
 #include <stdio.h>
@@ -18,13 +22,19 @@
 #include "qc_quantize.h"
 #include "qc_quantize_awq.h"
 #include "qc_quantize_bnb.h"
+#include "qc_quantize_fake.h"
+#include "qc_quantize_ct.h"
 
 static void print_usage(FILE *out)
 {
     fprintf(out,
             "usage: qconform quantize REF --method rtn --bits B --format gptq --out DIR [options]\n"
             "       qconform quantize REF --method nf4|fp4|int8 --format bnb --out DIR [options]\n"
+            "       qconform quantize REF --method rtn --bits 4|8 --format compressed-tensors --out DIR\n"
+            "                         [options]\n"
             "       qconform quantize REF --method rtn-awq --format awq-gemm|awq-gemv --out DIR [options]\n"
+            "       qconform quantize REF --method rtn --bits B --format fake [--dtype f16|bf16] --out DIR\n"
+            "                         [options]\n"
             "\n"
             "Quantizes every linear of REF (a full-precision Hugging Face LLaMA snapshot folder,\n"
             ".safetensors file or archive) and writes a GPTQ artifact folder: model.safetensors with\n"
@@ -37,8 +47,11 @@ static void print_usage(FILE *out)
             "  --group G                  input features per group; must divide every linear's input\n"
             "                             width (default -1: one group per output row)\n"
             "  --sym                      symmetric: every zero point is 2^(B-1) (default asymmetric)\n"
-            "  --format NAME              artifact format: gptq (AutoGPTQ tensor layout) or bnb\n"
-            "                             (bitsandbytes tensors as transformers saves them)\n"
+            "  --format NAME              artifact format: gptq (AutoGPTQ tensor layout), bnb\n"
+            "                             (bitsandbytes tensors as transformers saves them) or\n"
+            "                             compressed-tensors (llm-compressor's pack-quantized layout;\n"
+            "                             --method rtn is then compressed-tensors' own min-max\n"
+            "                             rounding, --bits 4 or 8, --group G or per-channel)\n"
             "  --format awq-gemm|awq-gemv AutoAWQ's GEMM or GEMV layout (qweight, qzeros, scales) with\n"
             "                             --method rtn-awq: AWQ's own f16 round-to-nearest pseudo\n"
             "                             quantizer without its activation-aware scaling; 4 bits only,\n"
@@ -63,6 +76,11 @@ static void print_usage(FILE *out)
             "  --pack-dtype NAME          with gptq: qweight and qzeros word type, int32 (default,\n"
             "                             AutoGPTQ) or GPTQModel's int16, int8, int64 (3-bit codes\n"
             "                             need int32)\n"
+            "  --format fake              a fake-quantized snapshot: every linear's RTN codes stored\n"
+            "                             dequantized, scale * (q - zero), as dense weights; --bits 2 to\n"
+            "                             8, --group G or per-channel, --sym; no quantization config\n"
+            "  --dtype f16|bf16           with --format fake: the dtype of every float tensor (default\n"
+            "                             f16)\n"
             "  --out DIR                  output folder, created complete or not at all\n"
             "  --force                    replace an existing DIR once the new one is complete\n"
             "\n"
@@ -109,6 +127,54 @@ static int quantize_bnb(const char *reference, const char *method, const char *o
         printf("quantized %d layers (%d linears) with bitsandbytes %s: 4-bit, blocksize %ld, %s -> %s\n",
                outcome.layers, outcome.linears, method, blocksize,
                double_quant ? "double quantization" : "f32 block scales", out_dir);
+    return QC_EXIT_PASS;
+}
+
+/* --format compressed-tensors: checks the options that apply and runs the compressed-tensors writer. */
+static int quantize_ct(const char *reference, const char *method, const char *bits_text, const char *group_text,
+                       bool sym, const char *checkpoint_text, const char *out_dir, bool force)
+{
+    if (method == NULL || strcmp(method, "rtn") != 0)
+        return qc_usage_error("quantize", method == NULL ? "missing --method rtn"
+                                                         : "unknown method '%s' for --format compressed-tensors "
+                                                           "(supported: rtn)", method);
+    if (checkpoint_text != NULL)
+        return qc_usage_error("quantize", "--checkpoint-format applies to --format gptq");
+    if (out_dir == NULL)
+        return qc_usage_error("quantize", "missing --out DIR");
+    if (bits_text == NULL)
+        return qc_usage_error("quantize", "missing --bits B (4 or 8)");
+    long bits;
+    int code;
+    if ((code = qc_args_int("quantize", "--bits", bits_text, 2, 8, &bits)) != 0)
+        return code;
+    if (bits != 4 && bits != 8)
+        return qc_usage_error("quantize", "option --bits: %ld is not supported by the compressed-tensors "
+                              "pack-quantized format, expected 4 or 8", bits);
+    long group_size = -1;
+    if (group_text != NULL) {
+        if ((code = qc_args_int("quantize", "--group", group_text, -1, 1L << 30, &group_size)) != 0)
+            return code;
+        if (group_size == 0)
+            return qc_usage_error("quantize", "option --group: 0 is not a group size; use -1 for one scale per "
+                                  "output row");
+    }
+
+    qc_ct_request request = {.reference = reference, .out_dir = out_dir, .force = force, .bits = (int)bits,
+                             .group_size = group_size, .sym = sym};
+    qref_error err = {0};
+    qc_quantize_outcome outcome;
+    if (qc_quantize_ct(&request, &outcome, &err) != QREF_OK)
+        return qc_report_error(&err);
+    if (outcome.cleanup_note[0] != '\0')
+        fprintf(stderr, "qconform quantize: warning: %s\n", outcome.cleanup_note);
+    char group[32];
+    if (group_size == -1)
+        snprintf(group, sizeof group, "per-channel");
+    else
+        snprintf(group, sizeof group, "group %ld", group_size);
+    printf("quantized %d layers (%d linears) with rtn: %ld-bit, %s, %s, compressed-tensors pack-quantized -> %s\n",
+           outcome.layers, outcome.linears, bits, group, sym ? "sym" : "asym", out_dir);
     return QC_EXIT_PASS;
 }
 
@@ -160,13 +226,63 @@ static int quantize_awq(const char *reference, const char *method, const char *b
     return QC_EXIT_PASS;
 }
 
+/* --format fake: checks the options that apply and runs the fake-quantized snapshot writer. */
+static int quantize_fake(const char *reference, const char *method, const char *bits_text, const char *group_text,
+                         bool sym, const char *dtype_text, const char *checkpoint_text, const char *out_dir, bool force)
+{
+    if (method == NULL || strcmp(method, "rtn") != 0)
+        return qc_usage_error("quantize", method == NULL ? "missing --method rtn"
+                                                         : "unknown method '%s' for --format fake (supported: rtn)",
+                              method);
+    if (checkpoint_text != NULL)
+        return qc_usage_error("quantize", "--checkpoint-format applies to --format gptq");
+    if (out_dir == NULL)
+        return qc_usage_error("quantize", "missing --out DIR");
+    if (bits_text == NULL)
+        return qc_usage_error("quantize", "missing --bits B (2 to 8)");
+    long bits;
+    int code;
+    if ((code = qc_args_int("quantize", "--bits", bits_text, 2, 8, &bits)) != 0)
+        return code;
+    long group_size = -1;
+    if (group_text != NULL) {
+        if ((code = qc_args_int("quantize", "--group", group_text, -1, 1L << 30, &group_size)) != 0)
+            return code;
+        if (group_size == 0)
+            return qc_usage_error("quantize", "option --group: 0 is not a group size; use -1 for one group per "
+                                  "output row");
+    }
+    qc_fake_request request = {.reference = reference, .out_dir = out_dir, .force = force, .bits = (int)bits,
+                               .group_size = group_size, .sym = sym, .dtype = QREF_DTYPE_F16,
+                               .quantizer = "qconform:" QCONFORM_VERSION};
+    if (dtype_text != NULL && !qc_fake_dtype_parse(dtype_text, &request.dtype))
+        return qc_usage_error("quantize", "option --dtype: unknown dtype '%s' (supported: f16, bf16)", dtype_text);
+
+    qref_error err = {0};
+    qc_quantize_outcome outcome;
+    if (qc_quantize_fake(&request, &outcome, &err) != QREF_OK)
+        return qc_report_error(&err);
+    if (outcome.cleanup_note[0] != '\0')
+        fprintf(stderr, "qconform quantize: warning: %s\n", outcome.cleanup_note);
+    char group[32];
+    if (group_size == -1)
+        snprintf(group, sizeof group, "per-channel");
+    else
+        snprintf(group, sizeof group, "group %ld", group_size);
+    printf("quantized %d layers (%d linears) with rtn: %ld-bit, %s, %s, fake-quantized %s -> %s\n", outcome.layers,
+           outcome.linears, bits, group, sym ? "sym" : "asym", qref_dtype_name(request.dtype), out_dir);
+    return QC_EXIT_PASS;
+}
+
 int qc_cmd_quantize(int argc, char **argv)
 {
     const char *method = NULL, *bits_text = NULL, *group_text = NULL, *format = NULL, *checkpoint_text = NULL,
                *out_dir = NULL, *blocksize_text = NULL, *pack_dtype_text = NULL;
     bool sym = false, force = false, double_quant = false, desc_act = false, static_groups = false;
+    const char *dtype_text = NULL; /* --format fake */
     const qc_arg_spec specs[] = {
         {"--method", QC_ARG_STRING, &method},
+        {"--dtype", QC_ARG_STRING, &dtype_text},
         {"--bits", QC_ARG_STRING, &bits_text},
         {"--group", QC_ARG_STRING, &group_text},
         {"--sym", QC_ARG_FLAG, &sym},
@@ -190,11 +306,18 @@ int qc_cmd_quantize(int argc, char **argv)
         return qc_usage_error("quantize", "expected one REF snapshot path");
     if ((desc_act || static_groups || pack_dtype_text != NULL) && (format == NULL || strcmp(format, "gptq") != 0))
         return qc_usage_error("quantize", "--desc-act, --static-groups and --pack-dtype apply to --format gptq");
+    if (format != NULL && strcmp(format, "fake") == 0)
+        return quantize_fake(args.positional[0], method, bits_text, group_text, sym, dtype_text, checkpoint_text,
+                             out_dir, force);
+    if (dtype_text != NULL)
+        return qc_usage_error("quantize", "--dtype applies to --format fake");
     if (format != NULL && strcmp(format, "bnb") == 0)
         return quantize_bnb(args.positional[0], method, out_dir, double_quant, blocksize_text, force,
                             bits_text != NULL || group_text != NULL || sym || checkpoint_text != NULL);
     if (double_quant || blocksize_text != NULL)
         return qc_usage_error("quantize", "--double-quant and --blocksize apply to --format bnb");
+    if (format != NULL && strcmp(format, "compressed-tensors") == 0)
+        return quantize_ct(args.positional[0], method, bits_text, group_text, sym, checkpoint_text, out_dir, force);
     if (format != NULL && (strcmp(format, "awq-gemm") == 0 || strcmp(format, "awq-gemv") == 0))
         return quantize_awq(args.positional[0], method, bits_text, group_text, sym, checkpoint_text, format, out_dir,
                             force);
@@ -204,7 +327,7 @@ int qc_cmd_quantize(int argc, char **argv)
     if (format == NULL || strcmp(format, "gptq") != 0)
         return qc_usage_error("quantize", format == NULL ? "missing --format gptq"
                                                          : "unknown format '%s' (supported: gptq, bnb, "
-                                                           "awq-gemm, awq-gemv)", format);
+                                                           "compressed-tensors, awq-gemm, awq-gemv, fake)", format);
     if (out_dir == NULL)
         return qc_usage_error("quantize", "missing --out DIR");
     if (bits_text == NULL)

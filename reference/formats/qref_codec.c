@@ -111,54 +111,180 @@ size_t qref_findings_count(const qref_findings *findings, qref_severity at_least
 /* ---- detection ---------------------------------------------------------------------------- */
 
 extern const qref_codec qref_gptq_codec;
+extern const qref_codec qref_ct_codec;
 extern const qref_codec qref_bnb_codec;
 extern const qref_codec qref_awq_codec;
 
 const qref_codec *const qref_codecs[] = {
     &qref_gptq_codec,
+    &qref_ct_codec,
     &qref_bnb_codec,
     &qref_awq_codec,
     NULL,
 };
 
 /*
- * Layouts recognized only to be refused: a tensor-name suffix each stores per linear, and what
- * to call the layout in the message.
+ * Repacked layouts, recognized only to be refused by name rather than misread: kernels'
+ * runtime layouts saved to disk (Marlin, GEMV_fast, EXL2) and GPTQModel extensions this
+ * version does not read. First a tensor-name suffix each stores per linear, with what to call
+ * the layout in the message.
  */
+#define LAYOUT_EXL2 "ExLlamaV2 (EXL2: q_weight, q_invperm, q_scale, q_scale_max, q_groups)"
+#define LAYOUT_GPTQ_MARLIN "Marlin-packed GPTQ (AutoGPTQ qlinear_marlin: tile-permuted B and s)"
+#define LAYOUT_AWQ_MARLIN "AWQ Marlin (AutoAWQ WQLinear_Marlin: qweight [in/16, out*2] and no qzeros)"
+#define LAYOUT_GEMV_FAST "AWQ GEMV_fast (int16 qweight with pre-scaled zeros: AutoAWQ gemv_fast, llm-awq)"
+#define LAYOUT_PLANAR "GPTQModel planar (gptq_p: 5-, 6- and 7-bit codes split into bit planes)"
 static const struct {
     const char *suffix;
     const char *layout;
 } repacked_layouts[] = {
-    {".q_invperm", "ExLlamaV2 (EXL2)"},
-    {".q_scale_max", "ExLlamaV2 (EXL2)"},
-    {".q_groups", "ExLlamaV2 (EXL2)"},
-    {".B", "Marlin-packed GPTQ"},
+    {".q_weight", LAYOUT_EXL2},
+    {".q_invperm", LAYOUT_EXL2},
+    {".q_perm", LAYOUT_EXL2},
+    {".q_scale", LAYOUT_EXL2},
+    {".q_scale_max", LAYOUT_EXL2},
+    {".q_groups", LAYOUT_EXL2},
+    {".B", LAYOUT_GPTQ_MARLIN},
+    {".s", LAYOUT_GPTQ_MARLIN},
     {".workspace", "Marlin"},
     {".weight_packed_marlin", "Marlin"},
+    {".scaled_zeros", LAYOUT_GEMV_FAST},
+};
+
+/* Values of a quantization config's format keys (checkpoint_format, format, version) that name one. */
+static const struct {
+    const char *value;
+    const char *layout;
+} repacked_formats[] = {
+    {"marlin", "Marlin"},
+    {"gptq_marlin", LAYOUT_GPTQ_MARLIN},
+    {"awq_marlin", LAYOUT_AWQ_MARLIN},
+    {"marlin-24", "compressed-tensors marlin-24 (2:4 sparse Marlin)"},
+    {"gemv_fast", LAYOUT_GEMV_FAST},
+    {"gptq_p", LAYOUT_PLANAR},
+    {"bitblas", "BitBLAS"},
+    {"qqq", "QQQ"},
+    {"exl2", LAYOUT_EXL2},
+    {"exl3", "ExLlamaV3 (EXL3)"},
 };
 
 /* quant_method values of quantization configs that this version recognizes but does not read. */
 static const char *const unsupported_methods[] = {
-    "fp8", "fbgemm_fp8", "hqq", "eetq", "aqlm", "quanto", "exl2", "marlin", "bitnet", "vptq", "higgs",
-    "torchao", "spqr", "quark", "fp_quant", "mxfp4", "auto-round", "squeezellm", NULL,
+    "fp8", "fbgemm_fp8", "hqq", "eetq", "aqlm", "quanto", "exl2", "exl3", "marlin", "gptq_marlin", "gptq_marlin_24",
+    "awq_marlin", "bitblas", "qqq", "bitnet", "vptq", "higgs", "torchao", "spqr", "quark", "fp_quant", "mxfp4",
+    "auto-round", "squeezellm", NULL,
 };
 
-/* Reports a repacked layout when some stored tensor name ends in one of its suffixes. */
-static qref_status detect_repacked(const qref_tensor_set *tensors, qref_error *err)
+/* True when name is a per-layer tensor ending in suffix; *module gets its length before the suffix. */
+static bool layer_tensor_suffix(const char *name, const char *suffix, size_t *module)
+{
+    size_t length = strlen(name), suffix_length = strlen(suffix);
+    if (length <= suffix_length || strcmp(name + length - suffix_length, suffix) != 0 ||
+        strncmp(name, "model.layers.", 13) != 0)
+        return false;
+    *module = length - suffix_length;
+    return true;
+}
+
+/* The tensor "<module>.<part>" of the module that name[0..module_length) names, or NULL. */
+static const qref_tensor *sibling_tensor(const qref_tensor_set *tensors, const char *name, size_t module_length,
+                                         const char *part)
+{
+    char sibling[512];
+    if (module_length + strlen(part) + 2 > sizeof sibling)
+        return NULL;
+    snprintf(sibling, sizeof sibling, "%.*s.%s", (int)module_length, name, part);
+    return qref_tensor_set_find(tensors, sibling);
+}
+
+/*
+ * Reports a repacked layout from the stored tensors: a name suffix above; qzeros stored as
+ * floats (GEMV_fast's pre-scaled zeros); or a qweight without qzeros that is twice as wide as
+ * its scales (Marlin's 16-row tiles: [in/16, out * 16 / 8] against scales [in/G, out]).
+ */
+static qref_status detect_repacked_tensors(const qref_tensor_set *tensors, qref_error *err)
 {
     for (size_t i = 0; tensors != NULL && i < tensors->count; i++) {
-        const char *name = tensors->items[i].name;
-        size_t length = strlen(name);
-        for (size_t k = 0; k < sizeof repacked_layouts / sizeof repacked_layouts[0]; k++) {
-            size_t suffix_length = strlen(repacked_layouts[k].suffix);
-            if (length > suffix_length && strcmp(name + length - suffix_length, repacked_layouts[k].suffix) == 0 &&
-                strncmp(name, "model.layers.", 13) == 0)
-                return qref_error_set(err, QREF_ERR_UNSUPPORTED, "tensor \"%s\" is stored in the %s layout, "
-                                      "which this version does not read (it is not misread as another format)",
-                                      name, repacked_layouts[k].layout);
+        const qref_tensor *tensor = &tensors->items[i];
+        size_t module;
+        for (size_t k = 0; k < sizeof repacked_layouts / sizeof repacked_layouts[0]; k++)
+            if (layer_tensor_suffix(tensor->name, repacked_layouts[k].suffix, &module))
+                return qref_error_set(err, QREF_ERR_UNSUPPORTED, "tensor \"%s\" is stored in the %s layout, which "
+                                      "this version does not read (it is not misread as another format)",
+                                      tensor->name, repacked_layouts[k].layout);
+        if (layer_tensor_suffix(tensor->name, ".qzeros", &module) && qref_dtype_is_float(tensor->dtype))
+            return qref_error_set(err, QREF_ERR_UNSUPPORTED, "tensor \"%s\" holds %s zero points, as the %s layout "
+                                  "stores them, which this version does not read (integer qzeros were expected)",
+                                  tensor->name, qref_dtype_name(tensor->dtype), LAYOUT_GEMV_FAST);
+        if (layer_tensor_suffix(tensor->name, ".qweight", &module) &&
+            sibling_tensor(tensors, tensor->name, module, "qzeros") == NULL) {
+            const qref_tensor *scales = sibling_tensor(tensors, tensor->name, module, "scales");
+            if (scales != NULL && tensor->ndim == 2 && scales->ndim == 2 && tensor->shape[1] == 2 * scales->shape[1])
+                return qref_error_set(err, QREF_ERR_UNSUPPORTED, "tensor \"%s\" has shape [%lld, %lld] and no qzeros "
+                                      "beside scales [%lld, %lld]: the %s layout, which this version does not read",
+                                      tensor->name, (long long)tensor->shape[0], (long long)tensor->shape[1],
+                                      (long long)scales->shape[0], (long long)scales->shape[1], LAYOUT_AWQ_MARLIN);
         }
     }
     return QREF_OK;
+}
+
+/*
+ * Reports a repacked layout a quantization config object declares: a format key naming one,
+ * AutoGPTQ's is_marlin_format, GPTQModel's per-module "dynamic" overrides, or GPTQ bits of 5,
+ * 6 or 7, which GPTQModel stores only in its planar layout.
+ */
+static qref_status detect_repacked_config(const char *display, const cJSON *object, qref_error *err)
+{
+    if (!cJSON_IsObject(object))
+        return QREF_OK;
+    static const char *const format_keys[] = {"checkpoint_format", "format", "version"};
+    for (size_t k = 0; k < sizeof format_keys / sizeof format_keys[0]; k++) {
+        const cJSON *value = cJSON_GetObjectItemCaseSensitive(object, format_keys[k]);
+        for (size_t f = 0; cJSON_IsString(value) && f < sizeof repacked_formats / sizeof repacked_formats[0]; f++)
+            if (strcasecmp(value->valuestring, repacked_formats[f].value) == 0)
+                return qref_error_set(err, QREF_ERR_UNSUPPORTED, "%s: %s \"%s\" names the %s layout, which this "
+                                      "version does not read", display, format_keys[k], value->valuestring,
+                                      repacked_formats[f].layout);
+    }
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(object, "is_marlin_format")))
+        return qref_error_set(err, QREF_ERR_UNSUPPORTED, "%s: is_marlin_format is true: the %s layout, which this "
+                              "version does not read", display, LAYOUT_GPTQ_MARLIN);
+    const cJSON *dynamic = cJSON_GetObjectItemCaseSensitive(object, "dynamic");
+    if (cJSON_IsObject(dynamic) && dynamic->child != NULL)
+        return qref_error_set(err, QREF_ERR_UNSUPPORTED, "%s: dynamic holds GPTQModel per-module overrides (first "
+                              "\"%.80s\"), which this version does not read: linears may differ in bits and group "
+                              "size from the config", display, dynamic->child->string);
+    const cJSON *method = cJSON_GetObjectItemCaseSensitive(object, "quant_method");
+    const cJSON *bits = cJSON_GetObjectItemCaseSensitive(object, "bits");
+    bool gptq = !cJSON_IsString(method) || strcasecmp(method->valuestring, "gptq") == 0;
+    if (gptq && cJSON_IsNumber(bits) && (bits->valuedouble == 5 || bits->valuedouble == 6 || bits->valuedouble == 7))
+        return qref_error_set(err, QREF_ERR_UNSUPPORTED, "%s: bits %g: GPTQModel stores 5-, 6- and 7-bit GPTQ codes "
+                              "only in the %s layout, which this version does not read", display, bits->valuedouble,
+                              LAYOUT_PLANAR);
+    return QREF_OK;
+}
+
+/* Reports a repacked layout from the tensors, then from config.json and quantize_config.json. */
+static qref_status detect_repacked(const qref_codec_input *input, qref_error *err)
+{
+    qref_status status = detect_repacked_tensors(input->tensors, err);
+    if (status == QREF_OK) {
+        char display[160];
+        snprintf(display, sizeof display, "%s: quantization_config", input->config_display);
+        status = detect_repacked_config(display, cJSON_GetObjectItemCaseSensitive(input->config, "quantization_config"),
+                                        err);
+    }
+    if (status == QREF_OK && input->quantize_text != NULL) {
+        cJSON *root = NULL;
+        qref_error ignored = {0};
+        /* a quantize config that does not parse is reported where it is read */
+        if (qref_json_parse(input->quantize_display, input->quantize_text, input->quantize_length,
+                            QREF_JSON_MAX_DEPTH, &root, &ignored) == QREF_OK)
+            status = detect_repacked_config(input->quantize_display, root, err);
+        cJSON_Delete(root);
+    }
+    return status;
 }
 
 /* The quant_method a config object names ("quant_method", or GPTQModel's "method"), or NULL. */
@@ -199,7 +325,7 @@ qref_status qref_codec_detect(const qref_codec_input *input, const qref_codec **
 {
     *codec = NULL;
     *config = NULL;
-    qref_status status = detect_repacked(input->tensors, err);
+    qref_status status = detect_repacked(input, err);
     if (status != QREF_OK)
         return status;
 
