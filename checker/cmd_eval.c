@@ -2,7 +2,7 @@
  * qconform eval: perplexity of one model on WikiText-2.
  *
  *   qconform eval MODEL --task wikitext2 --data PATH [--protocol study|llamacpp]
- *                 [--seqlen N | --ctx N] [--windows N | --chunks N] [--shard I/N] [--json]
+ *                 [--seqlen N | --ctx N] [--windows N | --chunks N] [--shard I/N] [--adapter DIR] [--json]
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +34,7 @@ static void print_usage(FILE *out)
             "  --ctx N            llama-perplexity's name for --seqlen (implies --protocol llamacpp)\n"
             "  --chunks N         llama-perplexity's name for --windows (implies --protocol llamacpp)\n"
             "  --shard I/N        evaluate windows w with w %% N == I (0-based), for splitting a run\n"
+            "  --adapter DIR      PEFT LoRA adapter folder merged into MODEL's linears\n"
             "  --json             print a JSON object instead of one line\n"
             "\n"
             "Exit codes: 0 success, 2 usage error, 3 invalid input, 4 internal error.\n");
@@ -54,14 +55,14 @@ static int parse_shard(const char *value, size_t *index, size_t *count)
 int qc_cmd_eval(int argc, char **argv)
 {
     const char *task = NULL, *data = NULL, *protocol_name = NULL, *seqlen_text = NULL, *windows_text = NULL,
-               *shard_text = NULL, *ctx_text = NULL, *chunks_text = NULL;
+               *shard_text = NULL, *ctx_text = NULL, *chunks_text = NULL, *adapter = NULL;
     bool json = false;
     const qc_arg_spec specs[] = {
         {"--task", QC_ARG_STRING, &task},       {"--data", QC_ARG_STRING, &data},
         {"--protocol", QC_ARG_STRING, &protocol_name}, {"--seqlen", QC_ARG_STRING, &seqlen_text},
         {"--windows", QC_ARG_STRING, &windows_text}, {"--shard", QC_ARG_STRING, &shard_text},
         {"--ctx", QC_ARG_STRING, &ctx_text},    {"--chunks", QC_ARG_STRING, &chunks_text},
-        {"--json", QC_ARG_FLAG, &json},
+        {"--json", QC_ARG_FLAG, &json},         {"--adapter", QC_ARG_STRING, &adapter},
     };
     qc_args_result args;
     int code;
@@ -118,13 +119,18 @@ int qc_cmd_eval(int argc, char **argv)
     if (qc_model_open(args.positional[0], &model, &err) != QREF_OK)
         return qc_report_error(&err);
     qc_ppl_outcome outcome;
-    qref_status status = qc_eval_wikitext_ppl(&model, &request, &outcome, &err);
+    qref_status status = adapter != NULL ? qc_model_use_adapter(&model, adapter, &err) : QREF_OK;
+    if (status == QREF_OK)
+        status = qc_eval_wikitext_ppl(&model, &request, &outcome, &err);
     /* the JSON names the model by its manifest digest, as verify's reports do */
     char model_digest[QREF_SHA256_HEX_SIZE] = "";
     cJSON *manifest = NULL;
     if (status == QREF_OK && json)
         status = qc_manifest_build_model(&model, &manifest, model_digest, &err);
     cJSON_Delete(manifest);
+    char adapter_digest[QREF_SHA256_HEX_SIZE] = "";
+    if (model.adapter != NULL)
+        snprintf(adapter_digest, sizeof adapter_digest, "%s", qref_lora_digest(model.adapter));
     qc_model_close(&model);
     if (status != QREF_OK)
         return qc_report_error(&err);
@@ -135,6 +141,10 @@ int qc_cmd_eval(int argc, char **argv)
         cJSON_AddStringToObject(root, "schema", "qconform-eval/1");
         cJSON_AddStringToObject(root, "model", args.positional[0]);
         cJSON_AddStringToObject(root, "model_sha256", model_digest);
+        if (adapter != NULL) {
+            cJSON_AddStringToObject(root, "adapter", adapter);
+            cJSON_AddStringToObject(root, "adapter_sha256", adapter_digest);
+        }
         cJSON_AddNumberToObject(root, "threads", omp_get_max_threads());
         if (request.shard_count > 1) {
             char shard[64];

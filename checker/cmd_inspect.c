@@ -15,6 +15,8 @@
 #include <string.h>
 
 #include "formats/qref_codec.h"
+#include "formats/qref_fakequant.h"
+#include "formats/qref_lora.h"
 #include "model/qref_llama.h"
 #include "qc_args.h"
 #include "qc_commands.h"
@@ -53,6 +55,8 @@ static int list_findings(void)
     print_kinds(qref_findings_common);
     for (size_t c = 0; qref_codecs[c] != NULL; c++)
         print_kinds(qref_codecs[c]->finding_kinds);
+    print_kinds(qref_fakequant_finding_kinds);
+    print_kinds(qref_lora_finding_kinds);
     return QC_EXIT_PASS;
 }
 
@@ -70,6 +74,25 @@ static uint64_t parameter_count(const qref_llama_config *c)
            (uint64_t)c->num_hidden_layers * per_layer;
 }
 
+/* True for "model.layers.N.<linear>.weight", the weight of one of a layer's seven linears. */
+static bool is_linear_weight(const char *name)
+{
+    const char prefix[] = "model.layers.";
+    if (strncmp(name, prefix, sizeof prefix - 1) != 0)
+        return false;
+    const char *rest = name + sizeof prefix - 1;
+    while (*rest >= '0' && *rest <= '9')
+        rest++;
+    if (*rest != '.' || rest == name + sizeof prefix - 1)
+        return false;
+    for (int k = 0; k < QREF_LLAMA_LINEAR_COUNT; k++) {
+        size_t length = strlen(qref_llama_linear_names[k]);
+        if (strncmp(rest + 1, qref_llama_linear_names[k], length) == 0 && strcmp(rest + 1 + length, ".weight") == 0)
+            return true;
+    }
+    return false;
+}
+
 /*
  * Adds codec, bits and group size to each manifest tensor that belongs to a quantized linear
  * ("<module>.<part>"); other tensors keep their dtype as codec.
@@ -84,6 +107,12 @@ static void annotate_tensors(const qc_model *model, cJSON *tensors)
             dtype = cJSON_GetObjectItemCaseSensitive(tensor, "type");
         qref_linear_info info = {.group_size = 0};
         snprintf(info.codec, sizeof info.codec, "%s", cJSON_IsString(dtype) ? dtype->valuestring : "?");
+        /* the linears of a fake-quantized float snapshot: the grid their values lie on */
+        const qref_fakequant_summary *fake = qc_structure_fakequant(model);
+        if (fake != NULL && fake->uniform && cJSON_IsString(name) && is_linear_weight(name->valuestring)) {
+            info.bits = fake->bits;
+            info.group_size = fake->group_size;
+        }
         if (model->codec != NULL && cJSON_IsString(name)) {
             char module[512];
             snprintf(module, sizeof module, "%s", name->valuestring);

@@ -1,7 +1,7 @@
 /*
  * qconform logits: the f32 next-token logits of a model for one token sequence.
  *
- *   qconform logits MODEL (--ids 1,2,3 | --text T [--no-bos]) --out FILE
+ *   qconform logits MODEL (--ids 1,2,3 | --text T [--no-bos]) [--adapter DIR] --out FILE
  *
  * FILE receives positions x vocab little-endian f32 values, row i holding the logits after
  * reading tokens 0..i, written atomically.
@@ -31,6 +31,7 @@ static void print_usage(FILE *out)
             "  --ids LIST    comma-separated token ids, e.g. 1,403,407\n"
             "  --text TEXT   text to encode with the model's tokenizer (BOS first)\n"
             "  --no-bos      with --text, do not put the BOS id first\n"
+            "  --adapter DIR PEFT LoRA adapter folder merged into MODEL's linears\n"
             "  --out FILE    output file\n"
             "\n"
             "Exit codes: 0 success, 2 usage error, 3 invalid input, 4 internal error.\n");
@@ -82,13 +83,14 @@ static qref_status store_logits(void *ctx, size_t window, int position, int coun
 
 int qc_cmd_logits(int argc, char **argv)
 {
-    const char *ids_text = NULL, *text = NULL, *out_path = NULL;
+    const char *ids_text = NULL, *text = NULL, *out_path = NULL, *adapter = NULL;
     bool no_bos = false;
     const qc_arg_spec specs[] = {
         {"--ids", QC_ARG_STRING, &ids_text},
         {"--text", QC_ARG_STRING, &text},
         {"--out", QC_ARG_STRING, &out_path},
         {"--no-bos", QC_ARG_FLAG, &no_bos},
+        {"--adapter", QC_ARG_STRING, &adapter},
     };
     qc_args_result args;
     int code;
@@ -114,8 +116,8 @@ int qc_cmd_logits(int argc, char **argv)
         free(ids);
         return qc_report_error(&err);
     }
-    qref_status status = QREF_OK;
-    if (text != NULL) {
+    qref_status status = adapter != NULL ? qc_model_use_adapter(&model, adapter, &err) : QREF_OK;
+    if (status == QREF_OK && text != NULL) {
         status = qc_model_require_tokenizer(&model, &err);
         if (status == QREF_OK)
             status = qref_tokenizer_encode(model.tokenizer, text, strlen(text), !no_bos, &ids, &count, &err);

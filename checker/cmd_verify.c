@@ -3,6 +3,7 @@
  *
  *   qconform verify ARTIFACT [--reference REF] [--suite FILE] [--cell ID] [--data PATH]
  *                   [--windows N] [--report FILE] [--junit FILE] [--cache DIR] [--quiet]
+ *                   [--adapter DIR]
  *
  * 1. open the artifact (snapshot folder, .safetensors file or archive) and describe it;
  * 2. check its structure and hash every file and tensor into a SHA-256 manifest;
@@ -55,6 +56,9 @@ static void print_usage(FILE *out)
             "                   dataset file, protocol, window length and count (DIR is created when\n"
             "                   missing; a cache that cannot be written only costs recomputation)\n"
             "  --quiet          do not print the table\n"
+            "  --adapter DIR    PEFT LoRA adapter folder (adapter_config.json and\n"
+            "                   adapter_model.safetensors): checked against ARTIFACT and merged into\n"
+            "                   its linears (W + scaling * B A) for every measurement\n"
             "\n"
             "Exit codes: 0 no FAIL or ERROR, 1 at least one FAIL, 2 usage error, 3 unreadable or\n"
             "invalid input, 4 internal error.\n");
@@ -484,6 +488,11 @@ static void artifact_identity(const qc_model *model, char *method, size_t size, 
         *bits = model->gptq.bits;
         *group = (int)model->gptq.group_size;
         *sym = model->gptq.sym;
+    } else if (qc_structure_fakequant(model) != NULL && qc_structure_fakequant(model)->uniform) {
+        /* dense weights on a quantization grid: what their values show (sym is not told apart) */
+        snprintf(method, size, "fake-quant");
+        *bits = qc_structure_fakequant(model)->bits;
+        *group = (int)qc_structure_fakequant(model)->group_size;
     } else {
         snprintf(method, size, "fp");
         *bits = strcmp(model->config.torch_dtype, "float32") == 0 ? 32 : 16;
@@ -509,6 +518,8 @@ static bool cell_matches_artifact(const qc_suite_cell *cell, const qc_model *mod
         return false;
     }
     if (strcmp(method, "fp") == 0 || (cell->bits == bits && cell->group_size == group && cell->sym == sym))
+        return true;
+    if (strcmp(method, "fake-quant") == 0 && cell->bits == bits && cell->group_size == group)
         return true;
     snprintf(reason, size, "the cell checks %s %d-bit group %d %s; the artifact is %s %d-bit group %d %s",
              cell->method, cell->bits, cell->group_size, cell->sym ? "sym" : "asym", method, bits, group,
@@ -609,7 +620,7 @@ static void run_cell(verify_context *ctx, const qc_suite_cell *cell, qc_cell_res
 /* ---- the command -------------------------------------------------------------------------- */
 
 typedef struct verify_options {
-    const char *artifact, *reference, *suite, *cell, *data, *windows, *report, *junit, *cache;
+    const char *artifact, *reference, *suite, *cell, *data, *windows, *report, *junit, *cache, *adapter;
     bool quiet;
 } verify_options;
 
@@ -621,7 +632,7 @@ static int parse_options(int argc, char **argv, verify_options *options)
         {"--cell", QC_ARG_STRING, &options->cell},           {"--data", QC_ARG_STRING, &options->data},
         {"--windows", QC_ARG_STRING, &options->windows},     {"--report", QC_ARG_STRING, &options->report},
         {"--junit", QC_ARG_STRING, &options->junit},         {"--quiet", QC_ARG_FLAG, &options->quiet},
-        {"--cache", QC_ARG_STRING, &options->cache},
+        {"--cache", QC_ARG_STRING, &options->cache},         {"--adapter", QC_ARG_STRING, &options->adapter},
     };
     qc_args_result args;
     int code;
@@ -701,6 +712,32 @@ static bool open_subject(verify_subject *subject, const char *role, const char *
     return true;
 }
 
+/*
+ * Attaches a LoRA adapter to the artifact and records its findings and digest. The manifest
+ * digest, which keys the perplexity cache, then covers the adapter too. Returns false when
+ * the adapter cannot be merged.
+ */
+static bool attach_adapter(verify_subject *subject, const char *dir, qc_report *report)
+{
+    qref_findings findings = {0};
+    qref_error err = {0};
+    qref_status status = qc_model_attach_adapter(&subject->model, dir, &findings, &err);
+    int errors = qc_structure_report_findings(report, &findings);
+    if (status != QREF_OK && errors == 0)
+        qc_report_add_error(report, "adapter.open", &err);
+    qref_findings_free(&findings);
+    if (subject->model.adapter == NULL)
+        return false;
+    add_input(report, "adapter", dir, qref_lora_digest(subject->model.adapter));
+    if (subject->manifest_digest[0] != '\0') {
+        char text[2 * QREF_SHA256_HEX_SIZE + 16];
+        snprintf(text, sizeof text, "%s\nlora %s\n", subject->manifest_digest, qref_lora_digest(subject->model.adapter));
+        if (qref_sha256_buffer_hex(text, strlen(text), subject->manifest_digest) != 0)
+            subject->manifest_digest[0] = '\0';
+    }
+    return status == QREF_OK;
+}
+
 /* Checks before any work that each report file can be created, so a long run is not lost. */
 static bool report_paths_writable(const verify_options *options)
 {
@@ -772,8 +809,9 @@ int qc_cmd_verify(int argc, char **argv)
 
     /* 1-2. artifact: open, describe, structure, manifest */
     if (open_subject(&ctx.artifact, "artifact", options.artifact, &report)) {
+        bool adapter_ok = options.adapter == NULL || attach_adapter(&ctx.artifact, options.adapter, &report);
         report.artifact = qc_structure_describe(&ctx.artifact.model);
-        ctx.structure_ok = qc_structure_check(&ctx.artifact.model, &report);
+        ctx.structure_ok = qc_structure_check(&ctx.artifact.model, &report) && adapter_ok;
     }
 
     /* 3. reference comparisons */

@@ -175,6 +175,8 @@ static qref_status open_snapshot(const char *path, qc_model *model, qref_error *
     if (status != QREF_OK)
         return qref_error_prefix(err, "%s: ", path);
 
+    if (model->codec == NULL && (model->fakequant = calloc(1, sizeof *model->fakequant)) == NULL)
+        return qref_error_set(err, QREF_ERR_NOMEM, "%s: out of memory", path);
     model->tensor_weights.tensors = qref_snapshot_tensors(model->snapshot);
     model->tensor_weights.codec = model->codec;
     model->tensor_weights.codec_config = model->codec_config;
@@ -205,8 +207,58 @@ qref_status qc_model_require_tokenizer(const qc_model *model, qref_error *err)
                           "instead of text, or use a snapshot with a tokenizer", model->path);
 }
 
+qref_status qc_model_attach_adapter(qc_model *model, const char *dir, qref_findings *findings, qref_error *err)
+{
+    size_t first = findings->count, errors_before = qref_findings_count(findings, QREF_SEVERITY_ERROR);
+    qref_lora_adapter *adapter = NULL;
+    qref_status status = qref_lora_open(dir, &adapter, findings, err);
+    if (status != QREF_OK)
+        return status;
+    qref_lora_base_module *modules = NULL;
+    size_t count = 0;
+    status = qref_lora_llama_modules(&model->config, &modules, &count, err);
+    if (status != QREF_OK) {
+        qref_lora_free(adapter);
+        return status;
+    }
+    qref_lora_bind(adapter, modules, count, findings);
+    free(modules);
+    model->adapter = adapter;
+    if (!qref_lora_usable(adapter)) {
+        size_t errors = qref_findings_count(findings, QREF_SEVERITY_ERROR) - errors_before;
+        for (size_t i = first; i < findings->count; i++) {
+            const qref_finding *finding = &findings->items[i];
+            if (finding->severity != QREF_SEVERITY_ERROR)
+                continue;
+            bool unsupported = strcmp(finding->id, "lora.unsupported") == 0 || strcmp(finding->id, "lora.peft_type") == 0;
+            return qref_error_set(err, unsupported ? QREF_ERR_UNSUPPORTED : QREF_ERR_INVALID, "%s (%s; the LoRA "
+                                  "adapter has %zu error%s)", finding->message, finding->id, errors, errors == 1 ? "" : "s");
+        }
+        return qref_error_set(err, QREF_ERR_INVALID, "%s: the LoRA adapter cannot be merged", dir);
+    }
+    model->lora_weights.adapter = adapter;
+    model->lora_weights.base = model->weights;
+    qref_lora_weights_provider(&model->lora_weights, &model->weights);
+    return QREF_OK;
+}
+
+qref_status qc_model_use_adapter(qc_model *model, const char *dir, qref_error *err)
+{
+    qref_findings findings = {0};
+    qref_status status = qc_model_attach_adapter(model, dir, &findings, err);
+    for (size_t i = 0; i < findings.count; i++)
+        if (findings.items[i].severity == QREF_SEVERITY_WARNING)
+            fprintf(stderr, "qconform: warning: %s: %s\n", findings.items[i].id, findings.items[i].message);
+    qref_findings_free(&findings);
+    return status;
+}
+
 void qc_model_close(qc_model *model)
 {
+    qref_lora_free(model->adapter);
+    if (model->fakequant != NULL)
+        qref_findings_free(&model->fakequant->findings);
+    free(model->fakequant);
     if (model->codec != NULL && model->codec_config != NULL)
         model->codec->config_free(model->codec_config);
     qref_tokenizer_free(model->tokenizer);

@@ -19,12 +19,15 @@
 
 #include "core/qref_error.h"
 #include "formats/qref_codec.h"
+#include "formats/qref_fakequant.h"
 #include "formats/qref_gptq.h"
+#include "formats/qref_lora.h"
 #include "io/qref_blob.h"
 #include "io/qref_gguf.h"
 #include "io/qref_snapshot.h"
 #include "model/qref_config.h"
 #include "model/qref_gguf_model.h"
+#include "model/qref_lora_weights.h"
 #include "model/qref_tensor_weights.h"
 #include "model/qref_tokenizer.h"
 
@@ -32,6 +35,13 @@ typedef enum qc_model_kind {
     QC_MODEL_SNAPSHOT = 0,        /* Hugging Face snapshot: folder, archive or .safetensors file */
     QC_MODEL_GGUF                 /* one GGUF file */
 } qc_model_kind;
+
+/* The fake-quantization analysis of a float snapshot's linears (qc_structure.h), filled on first use. */
+typedef struct qc_fakequant_cache {
+    bool computed;
+    qref_fakequant_summary summary;
+    qref_findings findings;
+} qc_fakequant_cache;
 
 /* The files a lone .safetensors file takes from its folder. */
 enum { QC_MODEL_SIDE_FILE_COUNT = 6 };
@@ -53,6 +63,9 @@ typedef struct qc_model {
     char *tokenizer_unsupported;  /* why its tokenizer cannot be read (a layout not implemented), or NULL */
     /* config and tokenizer files beside a lone .safetensors file (blob.data NULL when absent) */
     qref_blob side_files[QC_MODEL_SIDE_FILE_COUNT];
+    qc_fakequant_cache *fakequant; /* float snapshots only, else NULL */
+    qref_lora_adapter *adapter;    /* attached by qc_model_attach_adapter, else NULL */
+    qref_lora_weights lora_weights; /* the provider that merges it; weights reads through it */
 } qc_model;
 
 /*
@@ -65,6 +78,18 @@ qref_status qc_model_open(const char *path, qc_model *model, qref_error *err);
 /* Checks that the model has a tokenizer; fails naming the model, and the reason when it
  * has one that it cannot read. */
 qref_status qc_model_require_tokenizer(const qc_model *model, qref_error *err);
+
+/*
+ * Attaches the PEFT LoRA adapter in folder dir (adapter_config.json and
+ * adapter_model.safetensors): checks it against the model, adding lora.* findings, and, when
+ * no finding is an error, makes weights hand out the merged linears. Fails when the files
+ * cannot be read, or with the first error finding's message (QREF_ERR_UNSUPPORTED for a
+ * variant not merged, else QREF_ERR_INVALID).
+ */
+qref_status qc_model_attach_adapter(qc_model *model, const char *dir, qref_findings *findings, qref_error *err);
+
+/* Attaches an adapter as qc_model_attach_adapter does, printing its WARNING findings to stderr. */
+qref_status qc_model_use_adapter(qc_model *model, const char *dir, qref_error *err);
 
 void qc_model_close(qc_model *model);
 

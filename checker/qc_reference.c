@@ -10,6 +10,7 @@
 #include "model/qref_gguf_model.h"
 #include "model/qref_llama.h"
 #include "quant/qref_rtn.h"
+#include "qc_structure.h"
 
 static const qref_tensor *find_tensor(const qc_model *model, const char *module, const char *suffix)
 {
@@ -175,6 +176,9 @@ bool qc_reference_compare(const qc_model *artifact, const qc_model *reference, q
     qref_status status = QREF_OK;
     bool gguf = artifact->kind == QC_MODEL_GGUF;
     int bits = artifact->quantized ? artifact->gptq.bits : 16;
+    const qref_fakequant_summary *fake = qc_structure_fakequant(artifact);
+    if (fake != NULL && fake->uniform)
+        bits = fake->bits; /* dense weights on a quantization grid: the bit width their values show */
     double worst_error = 0.0, worst_limit = weight_error_limit(bits), worst_ratio = 0.0;
     int worst_bits = bits;
     char worst_linear[256] = "", worst_type[16] = "";

@@ -7,6 +7,7 @@
 
 #include "core/qref_dtype.h"
 #include "formats/qref_ggml.h"
+#include "io/qref_json.h"
 #include "model/qref_gguf_model.h"
 #include "model/qref_llama.h"
 #include "quant/qref_rtn.h"
@@ -98,6 +99,13 @@ static void tally_findings(structure_tally *tally, const qref_findings *findings
     if (findings->dropped > 0)
         qc_report_add_check(tally->report, "structure.memory", QC_VERDICT_ERROR, "%zu findings were lost for lack "
                             "of memory", findings->dropped)->error_status = QREF_ERR_NOMEM;
+}
+
+int qc_structure_report_findings(qc_report *report, const qref_findings *findings)
+{
+    structure_tally tally = {.report = report};
+    tally_findings(&tally, findings);
+    return tally.problems;
 }
 
 /* Checks one linear: in the codec's layout when the codec says it is stored so, else a float weight. */
@@ -227,6 +235,47 @@ static void report_unexpected_tensors(const qc_model *artifact, qc_report *repor
         qc_report_add_check(report, "structure.unexpected", QC_VERDICT_WARN,
                             "%zu stored tensors are not read by the LLaMA forward: %s%s", count, listed,
                             count > 5 ? ", ..." : "");
+}
+
+/* ---- fake-quantized float snapshots --------------------------------------------------------- */
+
+const qref_fakequant_summary *qc_structure_fakequant(const qc_model *artifact)
+{
+    qc_fakequant_cache *cache = artifact->fakequant;
+    if (cache == NULL)
+        return NULL;
+    if (cache->computed)
+        return &cache->summary;
+    cache->computed = true;
+
+    /* the seven linears of every layer, and config.json for what it claims */
+    const qref_llama_config *config = &artifact->config;
+    size_t count = (size_t)config->num_hidden_layers * QREF_LLAMA_LINEAR_COUNT;
+    qref_fakequant_module *modules = calloc(count + 1, sizeof *modules);
+    char (*names)[128] = calloc(count + 1, sizeof *names);
+    const qref_blob *blob = qref_snapshot_find_file(artifact->snapshot, "config.json");
+    if (blob == NULL && artifact->side_files[0].data != NULL)
+        blob = &artifact->side_files[0]; /* side_files[0] is the lone file's config.json */
+    cJSON *json = NULL;
+    qref_error err = {0};
+    if (blob != NULL)
+        qref_json_parse("config.json", (const char *)blob->data, blob->size, QREF_JSON_MAX_DEPTH, &json, &err);
+    if (modules != NULL && names != NULL) {
+        size_t n = 0;
+        for (int layer = 0; layer < config->num_hidden_layers; layer++) {
+            for (int k = 0; k < QREF_LLAMA_LINEAR_COUNT; k++, n++) {
+                qref_llama_layer_tensor_name(names[n], sizeof names[n], layer, qref_llama_linear_names[k]);
+                modules[n].module = names[n];
+                qref_llama_linear_shape(config, k, &modules[n].rows, &modules[n].cols);
+            }
+        }
+        qref_fakequant_analyze_artifact(artifact->tensor_weights.tensors, modules, count, "config.json", json,
+                                        &cache->summary, &cache->findings);
+    }
+    cJSON_Delete(json);
+    free(names);
+    free(modules);
+    return &cache->summary;
 }
 
 /* ---- GGUF models ------------------------------------------------------------------------- */
@@ -471,6 +520,12 @@ bool qc_structure_check(const qc_model *artifact, qc_report *report)
     if (tally.problems > 0)
         return false;
 
+    /* float linears whose values lie on a quantization grid */
+    if (artifact->fakequant != NULL) {
+        qc_structure_fakequant(artifact);
+        tally_findings(&tally, &artifact->fakequant->findings);
+    }
+
     if (artifact->quantized)
         qc_report_add_check(report, "structure", QC_VERDICT_PASS,
                             "%d of %d linears in %d layers are stored in the %s layout with valid structure; embeddings "
@@ -499,9 +554,17 @@ cJSON *qc_structure_describe(const qc_model *artifact)
     } else if (artifact->quantized) {
         artifact->codec->config_describe(artifact->codec_config, json);
     } else {
+        const qref_fakequant_summary *fake = qc_structure_fakequant(artifact);
         cJSON_AddStringToObject(json, "format", "dense");
-        cJSON_AddStringToObject(json, "method", "fp");
+        cJSON_AddStringToObject(json, "method", fake != NULL && fake->uniform ? "fake-quant" : "fp");
         cJSON_AddStringToObject(json, "torch_dtype", c->torch_dtype);
+        if (fake != NULL && fake->uniform) {
+            cJSON_AddNumberToObject(json, "bits", fake->bits);
+            cJSON_AddNumberToObject(json, "group_size", (double)fake->group_size);
+            cJSON_AddNumberToObject(json, "effective_bits", fake->effective_bits);
+        }
     }
+    if (artifact->adapter != NULL)
+        qref_lora_describe(artifact->adapter, cJSON_AddObjectToObject(json, "adapter"));
     return json;
 }

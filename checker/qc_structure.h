@@ -19,7 +19,23 @@
 /* Adds structure checks to report; returns true when no check failed or errored. */
 bool qc_structure_check(const qc_model *artifact, qc_report *report);
 
-/* Describes the artifact's architecture and quantization as a JSON object. */
+/*
+ * Describes the artifact's architecture and quantization as a JSON object. A float snapshot
+ * whose linears are all fake-quantized alike gets method "fake-quant" with bits, group_size
+ * and effective_bits; an attached LoRA adapter is described under "adapter".
+ */
 cJSON *qc_structure_describe(const qc_model *artifact);
+
+/*
+ * The fake-quantization analysis of a float snapshot's linears (formats/qref_fakequant.h),
+ * computed on the first call and kept in the model; NULL for GGUF and quantized models.
+ */
+const qref_fakequant_summary *qc_structure_fakequant(const qc_model *artifact);
+
+/*
+ * Records findings as checks, as the structure checks do: ERROR as an ERROR check, WARNING as
+ * WARN, INFO as PASS. Returns the number of ERROR findings.
+ */
+int qc_structure_report_findings(qc_report *report, const qref_findings *findings);
 
 #endif
