@@ -629,8 +629,8 @@ static qref_status build_quantization_config(const qc_quantize_request *request,
     config.static_groups = request->desc_act && request->static_groups;
     config.format = format;
     config.pack_bits = request->pack_bits != 0 ? request->pack_bits : 32;
-    /* Act-order groups change the codes, so they are not plain RTN's (static groups keep them).
-     * TODO: verify --reference re-quantizes only plain RTN codes; rtn_act_order gets the weight-error check. */
+    /* Act-order groups change the codes, so they are not plain RTN's (static groups keep them);
+     * verify --reference re-quantizes rtn_act_order in the same column order. */
     snprintf(config.algorithm, sizeof config.algorithm, "%s",
              request->desc_act && !request->static_groups ? "rtn_act_order" : "rtn");
     snprintf(config.quantizer, sizeof config.quantizer, "%s", request->quantizer != NULL ? request->quantizer : "qconform");

@@ -57,9 +57,15 @@ static bool configs_match(const qref_llama_config *a, const qref_llama_config *b
     return true;
 }
 
-/* Compares the artifact's RTN codes of one linear with a fresh quantization of the reference weight. */
+/*
+ * Compares the artifact's RTN codes of one linear with a fresh quantization of the reference
+ * weight. Under act_order the reference columns are first put in the order quantize uses
+ * (qref_gptq_order_by_column_norm), so column i of the artifact is column position[i] of the
+ * fresh codes and g_idx[i] must be position[i] / G; otherwise position[i] = i.
+ */
 static qref_status compare_rtn_codes(const qc_model *artifact, const char *module, const float *reference_weight,
-                                     int64_t rows, int64_t cols, char *mismatch, size_t size, qref_error *err)
+                                     int64_t rows, int64_t cols, bool act_order, char *mismatch, size_t size,
+                                     qref_error *err)
 {
     mismatch[0] = '\0';
     qref_gptq_linear linear = gptq_linear_of(artifact, module, rows, cols);
@@ -67,21 +73,44 @@ static qref_status compare_rtn_codes(const qc_model *artifact, const char *modul
     qref_status status = qref_gptq_unpack(&linear, &artifact->gptq, &codes, err);
     if (status != QREF_OK)
         return status;
+
+    /* Step 1: the column order and the weight in it. */
+    int32_t *order = malloc((size_t)cols * sizeof *order), *position = malloc((size_t)cols * sizeof *position);
+    float *ordered = act_order ? malloc((size_t)rows * (size_t)cols * sizeof *ordered) : NULL;
+    if (order == NULL || position == NULL || (act_order && ordered == NULL))
+        status = qref_error_set(err, QREF_ERR_NOMEM, "%s: cannot allocate the column order of %lld columns", module,
+                                (long long)cols);
+    for (int64_t k = 0; status == QREF_OK && k < cols; k++)
+        order[k] = (int32_t)k;
+    if (status == QREF_OK && act_order)
+        status = qref_gptq_order_by_column_norm(reference_weight, rows, cols, order, err);
+    for (int64_t k = 0; status == QREF_OK && k < cols; k++)
+        position[order[k]] = (int32_t)k;
+    for (int64_t o = 0; status == QREF_OK && act_order && o < rows; o++)
+        for (int64_t k = 0; k < cols; k++)
+            ordered[o * cols + k] = reference_weight[o * cols + order[k]];
+
+    /* Step 2: a fresh quantization, and its groups against the stored ones. */
     qref_rtn_config rtn = {.bits = artifact->gptq.bits, .group_size = artifact->gptq.group_size,
                            .sym = artifact->gptq.sym};
     qref_rtn_result fresh = {0};
-    status = qref_rtn_quantize(module, reference_weight, (size_t)rows, (size_t)cols, &rtn, &fresh, err);
+    if (status == QREF_OK)
+        status = qref_rtn_quantize(module, act_order ? ordered : reference_weight, (size_t)rows, (size_t)cols, &rtn,
+                                   &fresh, err);
     if (status == QREF_OK && (fresh.groups != (size_t)codes.groups || codes.g_idx != NULL)) {
         for (int64_t i = 0; codes.g_idx != NULL && i < cols; i++)
-            if (codes.g_idx[i] != i / codes.group_size) {
-                snprintf(mismatch, size, "%s: g_idx[%lld] is %d, expected %lld for round-to-nearest groups",
-                         module, (long long)i, codes.g_idx[i], (long long)(i / codes.group_size));
+            if (codes.g_idx[i] != position[i] / codes.group_size) {
+                snprintf(mismatch, size, "%s: g_idx[%lld] is %d, expected %lld for round-to-nearest%s groups",
+                         module, (long long)i, codes.g_idx[i], (long long)(position[i] / codes.group_size),
+                         act_order ? " act-order" : "");
                 break;
             }
         if (mismatch[0] == '\0' && fresh.groups != (size_t)codes.groups)
             snprintf(mismatch, size, "%s: %lld groups per row, expected %zu", module, (long long)codes.groups,
                      fresh.groups);
     }
+
+    /* Step 3: scales, zero points and codes, bit for bit. */
     for (int64_t o = 0; status == QREF_OK && mismatch[0] == '\0' && o < rows; o++) {
         for (size_t g = 0; g < fresh.groups && mismatch[0] == '\0'; g++) {
             size_t k = (size_t)o * fresh.groups + g;
@@ -97,14 +126,17 @@ static qref_status compare_rtn_codes(const qc_model *artifact, const char *modul
                          stored, expected);
         }
         for (int64_t i = 0; mismatch[0] == '\0' && i < cols; i++) {
-            size_t k = (size_t)o * (size_t)cols + (size_t)i;
-            if (codes.codes[k] != fresh.codes[k])
+            uint8_t expected = fresh.codes[(size_t)o * (size_t)cols + (size_t)position[i]];
+            if (codes.codes[(size_t)o * (size_t)cols + (size_t)i] != expected)
                 snprintf(mismatch, size, "%s: code [%lld][%lld] is %u, expected %u", module, (long long)o,
-                         (long long)i, codes.codes[k], fresh.codes[k]);
+                         (long long)i, codes.codes[(size_t)o * (size_t)cols + (size_t)i], expected);
         }
     }
     qref_rtn_result_free(&fresh);
     qref_gptq_codes_free(&codes);
+    free(ordered);
+    free(position);
+    free(order);
     return status;
 }
 
@@ -169,7 +201,8 @@ bool qc_reference_compare(const qc_model *artifact, const qc_model *reference, q
                         "artifact and reference configs describe the same architecture");
 
     const qref_llama_config *config = &artifact->config;
-    bool rtn = artifact->quantized && strcmp(artifact->gptq.algorithm, "rtn") == 0;
+    bool act_order = artifact->quantized && strcmp(artifact->gptq.algorithm, "rtn_act_order") == 0;
+    bool rtn = artifact->quantized && (strcmp(artifact->gptq.algorithm, "rtn") == 0 || act_order);
     cJSON *layers = cJSON_CreateArray();
     char rtn_mismatch[QREF_ERROR_MESSAGE_MAX] = "";
     qref_error err = {0};
@@ -212,6 +245,17 @@ bool qc_reference_compare(const qc_model *artifact, const qc_model *reference, q
                     limit = weight_error_limit(info.bits);
                     linear_bits = info.bits;
                 }
+            }
+            /* a fake-quantized linear of a mixed artifact: the bit width its own values show */
+            if (fake != NULL && !fake->uniform && fake->quantized > 0 && status == QREF_OK) {
+                qref_fakequant_linear found = {.quantized = false};
+                const qref_tensor *tensor = qref_tensor_set_find(artifact->tensor_weights.tensors, name);
+                if (tensor != NULL && qref_fakequant_analyze_linear(tensor, rows, cols, &found, &err) == QREF_OK &&
+                    found.quantized) {
+                    limit = weight_error_limit(found.bits);
+                    linear_bits = found.bits;
+                }
+                err = (qref_error){0}; /* a linear that cannot be analyzed keeps the float limit */
             }
             const char *type_name = NULL;
             if (gguf) {
@@ -258,8 +302,8 @@ bool qc_reference_compare(const qc_model *artifact, const qc_model *reference, q
                 }
             }
             if (status == QREF_OK && rtn && rtn_mismatch[0] == '\0' && artifact->quantized)
-                status = compare_rtn_codes(artifact, module, ref, rows, cols, rtn_mismatch, sizeof rtn_mismatch,
-                                           &err);
+                status = compare_rtn_codes(artifact, module, ref, rows, cols, act_order, rtn_mismatch,
+                                           sizeof rtn_mismatch, &err);
             free(ref);
             free(art);
         }
@@ -305,9 +349,10 @@ bool qc_reference_compare(const qc_model *artifact, const qc_model *reference, q
         }
         qc_report_add_check(report, "rtn.codes", QC_VERDICT_PASS,
                             "codes, zero points and scales of every linear equal a fresh round-to-nearest "
-                            "quantization of the reference (%d-bit, group size %ld, %s)",
+                            "quantization of the reference (%d-bit, group size %ld, %s%s)",
                             artifact->gptq.bits, artifact->gptq.group_size,
-                            artifact->gptq.sym ? "symmetric" : "asymmetric");
+                            artifact->gptq.sym ? "symmetric" : "asymmetric",
+                            act_order ? ", in act-order's column order" : "");
     }
     return true;
 }

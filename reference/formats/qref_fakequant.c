@@ -505,13 +505,15 @@ void qref_fakequant_analyze_artifact(const qref_tensor_set *tensors, const qref_
                           QREF_FAKEQUANT_MAX_BITS, QREF_FAKEQUANT_MIN_GROUP);
     if (summary->quantized > 0 && summary->quantized < summary->linears)
         qref_findings_add(findings, "fakequant.partial", QREF_SEVERITY_WARNING, first_plain,
-                          "%zu of %zu float linears are fake-quantized (%s: %s) but %zu are not (first: %s): the "
+                          "%zu of %zu float linears are fake-quantized (%s: %s) but %zu %s not (first: %s): the "
                           "artifact mixes quantized and full-precision linears", summary->quantized, summary->linears,
-                          first_module, first_text, summary->linears - summary->quantized, first_plain);
+                          first_module, first_text, summary->linears - summary->quantized,
+                          summary->linears - summary->quantized == 1 ? "is" : "are", first_plain);
     if (differing > 0)
         qref_findings_add(findings, "fakequant.mixed", QREF_SEVERITY_WARNING, first_other,
-                          "fake-quantized linears disagree: %s is %s, but %zu others differ (first: %s, %s)",
-                          first_module, first_text, differing, first_other, other_text);
+                          "fake-quantized linears disagree: %s is %s, but %zu other%s differ%s (first: %s, %s)",
+                          first_module, first_text, differing, differing == 1 ? "" : "s", differing == 1 ? "s" : "",
+                          first_other, other_text);
     summary->uniform = summary->quantized > 0 && summary->quantized == summary->linears && differing == 0 &&
                        summary->unreadable == 0;
     if (summary->uniform) {

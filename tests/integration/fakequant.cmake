@@ -44,3 +44,41 @@ add_test(NAME integration.fakequant.usage_dtype
           -DEXPECTED_EXIT=2 "-DEXPECTED_STDERR=--dtype applies to --format fake"
           -P ${CMAKE_CURRENT_SOURCE_DIR}/check_exit_code.cmake)
 set_tests_properties(integration.fakequant.usage_dtype PROPERTIES LABELS "integration;fakequant")
+
+# One malformed artifact per warning finding: make_fakequant_cases replaces one linear, drawn
+# from a fixed seed, of a 4-bit group-128 snapshot by the F16-rounded float original (partial)
+# or by the same linear of a 3-bit group-64 snapshot (mixed).
+add_executable(make_fakequant_cases make_fakequant_cases.c)
+target_link_libraries(make_fakequant_cases PRIVATE qref)
+foreach(base w4g128:4:128 w3g64:3:64)
+  string(REPLACE ":" ";" parts "${base}")
+  list(GET parts 0 name)
+  list(GET parts 1 bits)
+  list(GET parts 2 group)
+  add_test(NAME integration.fakequant.cases_quantize_${name}
+    COMMAND qconform quantize ${FAKEQUANT_REF} --method rtn --bits ${bits} --group ${group} --format fake
+            --out ${FAKEQUANT_DIR}/cases-${name} --force)
+  set_tests_properties(integration.fakequant.cases_quantize_${name} PROPERTIES
+    LABELS "integration;fakequant" FIXTURES_SETUP fakequant_cases_${name})
+endforeach()
+add_test(NAME integration.fakequant.cases_generate
+  COMMAND make_fakequant_cases ${FAKEQUANT_DIR}/cases-w4g128 ${FAKEQUANT_DIR}/cases-w3g64 ${FAKEQUANT_REF}
+          ${FAKEQUANT_DIR}/cases)
+set_tests_properties(integration.fakequant.cases_generate PROPERTIES
+  LABELS "integration;fakequant" FIXTURES_REQUIRED "fakequant_cases_w4g128;fakequant_cases_w3g64"
+  FIXTURES_SETUP fakequant_cases)
+foreach(case
+    "partial|fakequant.partial|13 of 14 float linears are fake-quantized [(][^)]*4-bit groups of 128[^)]*[)] but 1 is not [(]first: model[.]layers[.][01][.][a-z_.]+[)]"
+    "mixed|fakequant.mixed|fake-quantized linears disagree: .* but 1 other differs [(]first: model[.]layers[.][01][.][a-z_.]+, 3-bit groups of 64")
+  string(REPLACE "|" ";" parts "${case}")
+  list(GET parts 0 name)
+  list(GET parts 1 id)
+  list(GET parts 2 message)
+  add_test(NAME integration.fakequant.${name}
+    COMMAND ${CMAKE_COMMAND} -DQCONFORM=$<TARGET_FILE:qconform>
+            "-DARGS=verify;${FAKEQUANT_DIR}/cases/${name};--reference;${FAKEQUANT_REF}"
+            -DREPORT=${FAKEQUANT_DIR}/cases/${name}.json -DID=${id} -DVERDICT=WARN "-DMESSAGE=${message}"
+            -DEXPECTED_EXIT=0 -P ${CMAKE_CURRENT_SOURCE_DIR}/check_finding.cmake)
+  set_tests_properties(integration.fakequant.${name} PROPERTIES
+    LABELS "integration;fakequant" FIXTURES_REQUIRED fakequant_cases TIMEOUT 300)
+endforeach()

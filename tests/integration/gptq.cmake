@@ -84,6 +84,18 @@ foreach(i RANGE 0 ${gptq_bases_last} 4)
     LABELS "integration;gptq" FIXTURES_REQUIRED gptq_base_${name} TIMEOUT 120)
 endforeach()
 
+# act-order round-to-nearest: the codes equal a fresh quantization in the same column order
+foreach(name synth256-w4g128-act synth256-w2g64-int16-act stories260k-w4g4-act-int64)
+  list(FIND gptq_bases ${name} index)
+  math(EXPR index "${index} + 1")
+  list(GET gptq_bases ${index} model)
+  add_test(NAME integration.gptq.rtn_codes_${name}
+    COMMAND qconform verify ${GPTQ_BASE}/${name} --reference ${GPTQ_MODELS}/${model})
+  set_tests_properties(integration.gptq.rtn_codes_${name} PROPERTIES
+    LABELS "integration;gptq" FIXTURES_REQUIRED gptq_base_${name} TIMEOUT 120
+    PASS_REGULAR_EXPRESSION "rtn[.]codes +PASS .*in act-order's column order")
+endforeach()
+
 # inspect names the pack_dtype, and qweight has the 768 * 4 / 16 = 192 rows of int16 words
 add_test(NAME integration.gptq.inspect_int16
   COMMAND qconform inspect ${GPTQ_BASE}/synth256-w4g64-int16-sym)
