@@ -37,9 +37,11 @@ static void print_usage(FILE *out)
             "                         [options]\n"
             "\n"
             "Quantizes every linear of REF (a full-precision Hugging Face LLaMA snapshot folder,\n"
-            ".safetensors file or archive) and writes a GPTQ artifact folder: model.safetensors with\n"
-            "qweight, qzeros, scales and g_idx per linear and every other tensor copied, config.json\n"
-            "with a quantization_config, quantize_config.json, and REF's tokenizer files.\n"
+            ".safetensors file or archive) and writes an artifact folder in --format's layout:\n"
+            "model.safetensors with each linear's tensors (for gptq: qweight, qzeros, scales and\n"
+            "g_idx) and every other tensor copied, config.json with the format's\n"
+            "quantization_config, quantize_config.json where the format's tools write one, and\n"
+            "REF's tokenizer files.\n"
             "\n"
             "options:\n"
             "  --method NAME              quantizer: rtn (round-to-nearest, the GPTQ repository's)\n"
@@ -87,6 +89,34 @@ static void print_usage(FILE *out)
             "Exit codes: 0 success, 2 usage error, 3 invalid input, 4 internal error.\n");
 }
 
+/* Parses --group G into *group_size (left as is when text is NULL): -1 or a positive size. */
+static int parse_group(const char *text, long *group_size)
+{
+    if (text == NULL)
+        return 0;
+    int code = qc_args_int("quantize", "--group", text, -1, 1L << 30, group_size);
+    if (code == 0 && *group_size == 0)
+        return qc_usage_error("quantize", "option --group: 0 is not a group size; use -1 for one group per output "
+                              "row");
+    return code;
+}
+
+/* Writes "per-channel" or "group G" for the summary line. */
+static void group_label(long group_size, char *out, size_t size)
+{
+    if (group_size == -1)
+        snprintf(out, size, "per-channel");
+    else
+        snprintf(out, size, "group %ld", group_size);
+}
+
+/* Prints the writer's warning when --force could not delete the old folder. */
+static void warn_cleanup(const qc_quantize_outcome *outcome)
+{
+    if (outcome->cleanup_note[0] != '\0')
+        fprintf(stderr, "qconform quantize: warning: %s\n", outcome->cleanup_note);
+}
+
 /* --format bnb: checks the options that apply and runs the bitsandbytes writer. */
 static int quantize_bnb(const char *reference, const char *method, const char *out_dir, bool double_quant,
                         const char *blocksize_text, bool force, bool gptq_options)
@@ -118,8 +148,7 @@ static int quantize_bnb(const char *reference, const char *method, const char *o
     qc_quantize_outcome outcome;
     if (qc_quantize_bnb(&request, &outcome, &err) != QREF_OK)
         return qc_report_error(&err);
-    if (outcome.cleanup_note[0] != '\0')
-        fprintf(stderr, "qconform quantize: warning: %s\n", outcome.cleanup_note);
+    warn_cleanup(&outcome);
     if (int8)
         printf("quantized %d layers (%d linears) with bitsandbytes LLM.int8: 8-bit, per row -> %s\n", outcome.layers,
                outcome.linears, out_dir);
@@ -152,13 +181,8 @@ static int quantize_ct(const char *reference, const char *method, const char *bi
         return qc_usage_error("quantize", "option --bits: %ld is not supported by the compressed-tensors "
                               "pack-quantized format, expected 4 or 8", bits);
     long group_size = -1;
-    if (group_text != NULL) {
-        if ((code = qc_args_int("quantize", "--group", group_text, -1, 1L << 30, &group_size)) != 0)
-            return code;
-        if (group_size == 0)
-            return qc_usage_error("quantize", "option --group: 0 is not a group size; use -1 for one scale per "
-                                  "output row");
-    }
+    if ((code = parse_group(group_text, &group_size)) != 0)
+        return code;
 
     qc_ct_request request = {.reference = reference, .out_dir = out_dir, .force = force, .bits = (int)bits,
                              .group_size = group_size, .sym = sym};
@@ -166,13 +190,9 @@ static int quantize_ct(const char *reference, const char *method, const char *bi
     qc_quantize_outcome outcome;
     if (qc_quantize_ct(&request, &outcome, &err) != QREF_OK)
         return qc_report_error(&err);
-    if (outcome.cleanup_note[0] != '\0')
-        fprintf(stderr, "qconform quantize: warning: %s\n", outcome.cleanup_note);
+    warn_cleanup(&outcome);
     char group[32];
-    if (group_size == -1)
-        snprintf(group, sizeof group, "per-channel");
-    else
-        snprintf(group, sizeof group, "group %ld", group_size);
+    group_label(group_size, group, sizeof group);
     printf("quantized %d layers (%d linears) with rtn: %ld-bit, %s, %s, compressed-tensors pack-quantized -> %s\n",
            outcome.layers, outcome.linears, bits, group, sym ? "sym" : "asym", out_dir);
     return QC_EXIT_PASS;
@@ -198,13 +218,8 @@ static int quantize_awq(const char *reference, const char *method, const char *b
         return qc_usage_error("quantize", "option --bits: %ld is not supported by the AWQ GEMM and GEMV layouts, "
                               "expected 4", bits);
     long group_size = 128;
-    if (group_text != NULL) {
-        if ((code = qc_args_int("quantize", "--group", group_text, -1, 1L << 30, &group_size)) != 0)
-            return code;
-        if (group_size == 0)
-            return qc_usage_error("quantize", "option --group: 0 is not a group size; use -1 for one group per "
-                                  "output row");
-    }
+    if ((code = parse_group(group_text, &group_size)) != 0)
+        return code;
 
     qc_awq_request request = {.reference = reference, .out_dir = out_dir, .force = force, .group_size = group_size,
                               .zero_point = !sym,
@@ -213,13 +228,9 @@ static int quantize_awq(const char *reference, const char *method, const char *b
     qc_quantize_outcome outcome;
     if (qc_quantize_awq(&request, &outcome, &err) != QREF_OK)
         return qc_report_error(&err);
-    if (outcome.cleanup_note[0] != '\0')
-        fprintf(stderr, "qconform quantize: warning: %s\n", outcome.cleanup_note);
+    warn_cleanup(&outcome);
     char group[32];
-    if (group_size == -1)
-        snprintf(group, sizeof group, "per-channel");
-    else
-        snprintf(group, sizeof group, "group %ld", group_size);
+    group_label(group_size, group, sizeof group);
     printf("quantized %d layers (%d linears) with rtn-awq: 4-bit, %s, zero_point %s, awq version %s -> %s\n",
            outcome.layers, outcome.linears, group, sym ? "false" : "true", qref_awq_layout_name(request.layout),
            out_dir);
@@ -245,13 +256,8 @@ static int quantize_fake(const char *reference, const char *method, const char *
     if ((code = qc_args_int("quantize", "--bits", bits_text, 2, 8, &bits)) != 0)
         return code;
     long group_size = -1;
-    if (group_text != NULL) {
-        if ((code = qc_args_int("quantize", "--group", group_text, -1, 1L << 30, &group_size)) != 0)
-            return code;
-        if (group_size == 0)
-            return qc_usage_error("quantize", "option --group: 0 is not a group size; use -1 for one group per "
-                                  "output row");
-    }
+    if ((code = parse_group(group_text, &group_size)) != 0)
+        return code;
     qc_fake_request request = {.reference = reference, .out_dir = out_dir, .force = force, .bits = (int)bits,
                                .group_size = group_size, .sym = sym, .dtype = QREF_DTYPE_F16,
                                .quantizer = "qconform:" QCONFORM_VERSION};
@@ -262,13 +268,9 @@ static int quantize_fake(const char *reference, const char *method, const char *
     qc_quantize_outcome outcome;
     if (qc_quantize_fake(&request, &outcome, &err) != QREF_OK)
         return qc_report_error(&err);
-    if (outcome.cleanup_note[0] != '\0')
-        fprintf(stderr, "qconform quantize: warning: %s\n", outcome.cleanup_note);
+    warn_cleanup(&outcome);
     char group[32];
-    if (group_size == -1)
-        snprintf(group, sizeof group, "per-channel");
-    else
-        snprintf(group, sizeof group, "group %ld", group_size);
+    group_label(group_size, group, sizeof group);
     printf("quantized %d layers (%d linears) with rtn: %ld-bit, %s, %s, fake-quantized %s -> %s\n", outcome.layers,
            outcome.linears, bits, group, sym ? "sym" : "asym", qref_dtype_name(request.dtype), out_dir);
     return QC_EXIT_PASS;
@@ -339,13 +341,8 @@ int qc_cmd_quantize(int argc, char **argv)
         return qc_usage_error("quantize", "option --bits: %ld is not supported by the GPTQ format, expected 2, 3, 4 "
                               "or 8", bits);
     long group_size = -1;
-    if (group_text != NULL) {
-        if ((code = qc_args_int("quantize", "--group", group_text, -1, 1L << 30, &group_size)) != 0)
-            return code;
-        if (group_size == 0)
-            return qc_usage_error("quantize", "option --group: 0 is not a group size; use -1 for one group per "
-                                  "output row");
-    }
+    if ((code = parse_group(group_text, &group_size)) != 0)
+        return code;
     if (static_groups && !desc_act)
         return qc_usage_error("quantize", "--static-groups applies to --desc-act");
     int pack_bits = 32;
@@ -371,15 +368,11 @@ int qc_cmd_quantize(int argc, char **argv)
     if (outcome.format_switched)
         fprintf(stderr, "qconform quantize: note: writing checkpoint_format gptq_v2 because %s\n",
                 outcome.switch_reason);
-    if (outcome.cleanup_note[0] != '\0')
-        fprintf(stderr, "qconform quantize: warning: %s\n", outcome.cleanup_note);
+    warn_cleanup(&outcome);
 
     /* print */
     char group[32];
-    if (group_size == -1)
-        snprintf(group, sizeof group, "per-channel");
-    else
-        snprintf(group, sizeof group, "group %ld", group_size);
+    group_label(group_size, group, sizeof group);
     char layout[64] = "";
     if (desc_act || pack_bits != 32)
         snprintf(layout, sizeof layout, "%s%s%s%s", desc_act ? ", desc_act" : "", static_groups ? " static_groups" : "",

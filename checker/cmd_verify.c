@@ -489,7 +489,7 @@ static void artifact_identity(const qc_model *model, char *method, size_t size, 
         *group = (int)model->gptq.group_size;
         *sym = model->gptq.sym;
     } else if (qc_structure_fakequant(model) != NULL && qc_structure_fakequant(model)->uniform) {
-        /* dense weights on a quantization grid: what their values show (sym is not told apart) */
+        /* dense weights on a quantization grid: what their values show (sym cannot be inferred) */
         snprintf(method, size, "fake-quant");
         *bits = qc_structure_fakequant(model)->bits;
         *group = (int)qc_structure_fakequant(model)->group_size;

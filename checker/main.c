@@ -23,8 +23,8 @@ static const qc_command commands[] = {
     {"logits", qc_cmd_logits, "write a model's f32 logits for one token sequence"},
     {"hash", qc_cmd_hash, "print the SHA-256 manifest of a snapshot's files and tensors"},
     {"inspect", qc_cmd_inspect, "describe an artifact: model, quantization, tensors and findings"},
-    {"report", qc_cmd_report, "merge the perplexity runs of shards (report merge)"},
-    {"quantize", qc_cmd_quantize, "write a GPTQ artifact of a full-precision snapshot with RTN"},
+    {"report", qc_cmd_report, "merge shard runs (report merge) or summarize reports (report summary)"},
+    {"quantize", qc_cmd_quantize, "write a GPTQ, AWQ, bitsandbytes, compressed-tensors or fake-quantized artifact"},
     {"tokenize", qc_cmd_tokenize, "encode text with a tokenizer.json or tokenizer.model and print the ids"},
     {"version", NULL, "print the version"},
 };

@@ -25,10 +25,10 @@ typedef struct qc_ct_request {
 } qc_ct_request;
 
 /*
- * Quantizes request->reference and writes the artifact folder. Fails before writing on a
- * quantized or GGUF reference, bits other than 4 and 8, a group size that does not divide a
- * linear's input width, a weight dtype other than F32, F16 and BF16, or an existing out_dir
- * without force.
+ * Quantizes request->reference and writes the artifact folder. Fails before writing in these
+ * cases: a quantized or GGUF reference, bits other than 4 and 8, a group size that does not
+ * divide a linear's input width, a weight dtype other than F32, F16 and BF16. An existing
+ * out_dir without force fails too.
  */
 qref_status qc_quantize_ct(const qc_ct_request *request, qc_quantize_outcome *outcome, qref_error *err);
 

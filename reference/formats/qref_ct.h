@@ -37,7 +37,7 @@
  *     weight_g_idx       I32 [in], group of each input feature (actorder "group")
  *     input_scale        [1], static (not dynamic) activation quantization only
  *
- * Packing (pack_to_int32): word k of a row holds codes k*P .. k*P + P - 1, code j of the word
+ * Packing (pack_to_int32): word k of a row contains codes k*P .. k*P + P - 1, code j of the word
  * in bits [b*j, b*j + b), each stored as code + 2^(b-1) (8 for 4 bits); the bits after the
  * last code of a row are zero.
  *

@@ -512,7 +512,7 @@ static void edit_tensor_dtype(artifact *a, uint64_t *rng)
     part(a, module, "weight_packed")->dtype = QREF_DTYPE_U32;
 }
 
-/* ct.weight_shape.value: a picked linear's weight_shape holds out_features + 1 */
+/* ct.weight_shape.value: a picked linear's weight_shape contains out_features + 1 */
 static void edit_weight_shape_value(artifact *a, uint64_t *rng)
 {
     char module[256];

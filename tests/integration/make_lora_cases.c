@@ -383,7 +383,7 @@ static void write_finding_cases(const char *out_dir)
     config_text(config, sizeof config, "LORA", q_members);
     case_finish(&c, config);
 
-    /* lora.rank: the tensors have rank 8, adapter_config.json says r 4 */
+    /* lora.rank: the tensors have rank 8, adapter_config.json sets r 4 */
     write_config_case(out_dir, "rank", "LORA", "  \"r\": 4,\n  \"lora_alpha\": 16,\n  \"target_modules\": [\"q_proj\"]");
 
     /* lora.dtype: layer 0's lora_A is stored as I32 */

@@ -399,7 +399,7 @@ static void test_quantize_matches_gptq_rtn_sym(void **state)
 /*
  * Asymmetric: the same scale as GPTQ's (hi - lo) / 15, and zp = GPTQ's zero - 8 (-8 - lo/s
  * versus -lo/s). Codes agree except where x / s lands exactly on a half and zp is odd,
- * because compressed-tensors rounds x / s + zp and GPTQ rounds x / s; random data has no such
+ * because compressed-tensors rounds x / s + zp and GPTQ rounds x / s. Random data has no such
  * ties, so every code agrees.
  */
 static void test_quantize_matches_gptq_rtn_asym(void **state)
@@ -705,7 +705,7 @@ static void test_findings_zero_points(void **state)
                           "zero point 9 at element 4, expected -8..7");
     fixture_free(&fx);
 
-    /* padding bits of the packed zero points (9 rows: the second word holds one) */
+    /* padding bits of the packed zero points (9 rows: the second word contains one) */
     fixture_init(&fx, "pack-quantized", false);
     qref_tensor *packed_zp = fixture_tensor(&fx, "weight_zero_point");
     uint8_t *data = (uint8_t *)packed_zp->data;
@@ -727,7 +727,7 @@ static void test_findings_values(void **state)
                           "code -9 at [1][1], expected -8..7 for 4-bit weights");
     fixture_free(&fx);
 
-    /* a padding bit after the 12 codes of a row (two words, the second holds four codes) */
+    /* a padding bit after the 12 codes of a row (two words, the second contains four codes) */
     fixture_init(&fx, "pack-quantized", true);
     uint8_t *words = fx.copies[0];
     qref_store_u32(words + 4 * 3, qref_load_u32(words + 4 * 3) | 0x00100000u);
