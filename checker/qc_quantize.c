@@ -341,21 +341,17 @@ static qref_status restore_column_order(qref_gptq_codes *codes, const int32_t *o
 
 /* Quantizes and packs one linear into *packed. In v1 a zero point of 0 sets *blocked with
  * its location in blocked_at and packs nothing. */
-static qref_status quantize_linear(const qc_model *model, const qc_quantize_request *request, int layer, int index,
-                                   qref_gptq_format format, float *weight, qref_gptq_packed *packed, bool *blocked,
+static qref_status quantize_linear(const qc_quantize_request *request, qref_gptq_format format,
+                                   const qc_quantize_linear *linear, qref_gptq_packed *packed, bool *blocked,
                                    char *blocked_at, size_t blocked_size, qref_error *err)
 {
-    char prefix[256], name[300];
-    qref_llama_layer_tensor_name(prefix, sizeof prefix, layer, qref_llama_linear_names[index]);
-    snprintf(name, sizeof name, "%s.weight", prefix);
-    int64_t rows, cols;
-    qref_llama_linear_shape(&model->config, index, &rows, &cols);
+    const char *prefix = linear->module, *name = linear->name;
+    float *weight = linear->weight;
+    const int64_t rows = linear->rows, cols = linear->cols;
 
     /* Step 1: f32 weights [rows = out_features][cols = in_features], in act-order's column
      * order when requested, then RTN codes. */
-    qref_status status = qref_weights_load(&model->weights, name, rows, cols, weight, err);
-    if (status != QREF_OK)
-        return status;
+    qref_status status = QREF_OK;
     int32_t *order = NULL;
     if (request->desc_act && !request->static_groups) {
         status = order_columns(weight, rows, cols, &order, err);
@@ -400,17 +396,8 @@ static qref_status quantize_linear(const qc_model *model, const qc_quantize_requ
     return status;
 }
 
-/* Quantizes every linear of every layer in format. Stops early with *blocked set when v1
- * meets a zero point of 0. */
-static qref_status quantize_model(const qc_model *model, const qc_quantize_request *request, qref_gptq_format format,
-                                  packed_model *packed, bool *blocked, char *blocked_at, size_t blocked_size,
-                                  qref_error *err)
+qref_status qc_quantize_each_linear(const qc_model *model, qc_quantize_linear_fn fn, void *ctx, qref_error *err)
 {
-    const int layers = model->config.num_hidden_layers;
-    *blocked = false;
-    packed->count = 0;
-    packed->linears = calloc((size_t)layers * QREF_LLAMA_LINEAR_COUNT, sizeof *packed->linears);
-
     size_t max_weights = 0;
     for (int index = 0; index < QREF_LLAMA_LINEAR_COUNT; index++) {
         int64_t rows, cols;
@@ -419,22 +406,68 @@ static qref_status quantize_model(const qc_model *model, const qc_quantize_reque
             max_weights = (size_t)(rows * cols);
     }
     float *weight = malloc(max_weights * sizeof *weight);
-    if (packed->linears == NULL || weight == NULL) {
-        free(weight);
-        return qref_error_set(err, QREF_ERR_NOMEM, "%s: cannot allocate %zu weights for quantization",
-                              model->path, max_weights);
-    }
+    if (weight == NULL)
+        return qref_error_set(err, QREF_ERR_NOMEM, "%s: cannot allocate %zu weights", model->path, max_weights);
 
+    const qref_tensor_set *stored = model->tensor_weights.tensors;
     qref_status status = QREF_OK;
-    for (int layer = 0; layer < layers && status == QREF_OK && !*blocked; layer++) {
-        for (int index = 0; index < QREF_LLAMA_LINEAR_COUNT && status == QREF_OK && !*blocked; index++) {
-            status = quantize_linear(model, request, layer, index, format, weight, &packed->linears[packed->count],
-                                     blocked, blocked_at, blocked_size, err);
-            packed->count++;
+    bool stop = false;
+    size_t n = 0;
+    for (int layer = 0; layer < model->config.num_hidden_layers && status == QREF_OK && !stop; layer++) {
+        for (int index = 0; index < QREF_LLAMA_LINEAR_COUNT && status == QREF_OK && !stop; index++, n++) {
+            char module[256], name[300];
+            qref_llama_layer_tensor_name(module, sizeof module, layer, qref_llama_linear_names[index]);
+            snprintf(name, sizeof name, "%s.weight", module);
+            const qref_tensor *tensor = stored != NULL ? qref_tensor_set_find(stored, name) : NULL;
+            qc_quantize_linear linear = {.index = n, .module = module, .name = name, .weight = weight,
+                                         .dtype = tensor != NULL ? tensor->dtype : QREF_DTYPE_F32};
+            qref_llama_linear_shape(&model->config, index, &linear.rows, &linear.cols);
+            status = qref_weights_load(&model->weights, name, linear.rows, linear.cols, weight, err);
+            if (status == QREF_OK)
+                status = fn(ctx, &linear, &stop, err);
         }
     }
     free(weight);
     return status;
+}
+
+/* What the GPTQ writer's callback needs and fills. */
+typedef struct gptq_walk {
+    const qc_quantize_request *request;
+    qref_gptq_format format;
+    packed_model *packed;
+    bool *blocked;
+    char *blocked_at;
+    size_t blocked_size;
+} gptq_walk;
+
+static qref_status quantize_gptq_linear(void *ctx, const qc_quantize_linear *linear, bool *stop, qref_error *err)
+{
+    gptq_walk *walk = ctx;
+    qref_status status = quantize_linear(walk->request, walk->format, linear,
+                                         &walk->packed->linears[walk->packed->count], walk->blocked, walk->blocked_at,
+                                         walk->blocked_size, err);
+    walk->packed->count++;
+    *stop = *walk->blocked;
+    return status;
+}
+
+/* Quantizes every linear of every layer in format. Stops early with *blocked set when v1
+ * meets a zero point of 0. */
+static qref_status quantize_model(const qc_model *model, const qc_quantize_request *request, qref_gptq_format format,
+                                  packed_model *packed, bool *blocked, char *blocked_at, size_t blocked_size,
+                                  qref_error *err)
+{
+    *blocked = false;
+    packed->count = 0;
+    packed->linears = calloc((size_t)model->config.num_hidden_layers * QREF_LLAMA_LINEAR_COUNT + 1,
+                             sizeof *packed->linears);
+    if (packed->linears == NULL)
+        return qref_error_set(err, QREF_ERR_NOMEM, "%s: cannot allocate %d layers of packed linears", model->path,
+                              model->config.num_hidden_layers);
+    gptq_walk walk = {.request = request, .format = format, .packed = packed, .blocked = blocked,
+                      .blocked_at = blocked_at, .blocked_size = blocked_size};
+    return qc_quantize_each_linear(model, quantize_gptq_linear, &walk, err);
 }
 
 /* ---- artifact files ---------------------------------------------------------------------- */

@@ -61,6 +61,27 @@ bool qc_checkpoint_choice_parse(const char *name, qc_checkpoint_choice *out);
  */
 qref_status qc_quantize_check_group_size(const qref_llama_config *config, long group_size, qref_error *err);
 
+/* One linear of a model as qc_quantize_each_linear hands it to a format's quantizer. */
+typedef struct qc_quantize_linear {
+    size_t index;        /* 0-based over every layer's seven linears, in layer order */
+    const char *module;  /* "model.layers.N.self_attn.q_proj" */
+    const char *name;    /* module + ".weight" */
+    qref_dtype dtype;    /* the dtype the reference stores the weight in */
+    float *weight;       /* [rows][cols] in f32; the callback may overwrite it */
+    int64_t rows;        /* out_features */
+    int64_t cols;        /* in_features */
+} qc_quantize_linear;
+
+/* Quantizes one linear; setting *stop ends the walk early without an error. */
+typedef qref_status (*qc_quantize_linear_fn)(void *ctx, const qc_quantize_linear *linear, bool *stop,
+                                             qref_error *err);
+
+/*
+ * Loads every linear of every layer of model in f32, one at a time into one buffer, and calls
+ * fn on it. Stops at the first error or when fn sets *stop.
+ */
+qref_status qc_quantize_each_linear(const qc_model *model, qc_quantize_linear_fn fn, void *ctx, qref_error *err);
+
 /*
  * Quantizes request->reference with RTN and writes the GPTQ artifact to request->out_dir,
  * creating its missing parent folders. With desc_act (and no static_groups) the groups of

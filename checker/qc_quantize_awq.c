@@ -79,42 +79,27 @@ static qref_status quantize_linear(const qc_awq_request *request, const char *mo
     return status;
 }
 
-/* Quantizes every linear of every layer and stores views of the packed tensors in tensors. */
-static qref_status quantize_model(const qc_awq_request *request, const qc_model *model, qref_awq_packed *packed,
-                                  qref_tensor *tensors, size_t *tensor_count, qref_error *err)
-{
-    size_t max_weights = 0;
-    for (int index = 0; index < QREF_LLAMA_LINEAR_COUNT; index++) {
-        int64_t rows, cols;
-        qref_llama_linear_shape(&model->config, index, &rows, &cols);
-        if ((size_t)(rows * cols) > max_weights)
-            max_weights = (size_t)(rows * cols);
-    }
-    float *weight = malloc(max_weights * sizeof *weight);
-    if (weight == NULL)
-        return qref_error_set(err, QREF_ERR_NOMEM, "%s: cannot allocate %zu weights", model->path, max_weights);
+/* The packed linears and the tensor views the walk fills. */
+typedef struct awq_walk {
+    const qc_awq_request *request;
+    qref_awq_packed *packed;
+    qref_tensor *tensors;
+    size_t tensor_count;
+} awq_walk;
 
-    qref_status status = QREF_OK;
-    size_t linear = 0;
-    *tensor_count = 0;
-    for (int layer = 0; layer < model->config.num_hidden_layers && status == QREF_OK; layer++) {
-        for (int index = 0; index < QREF_LLAMA_LINEAR_COUNT && status == QREF_OK; index++, linear++) {
-            char module[256], name[300];
-            qref_llama_layer_tensor_name(module, sizeof module, layer, qref_llama_linear_names[index]);
-            snprintf(name, sizeof name, "%s.weight", module);
-            int64_t rows, cols;
-            qref_llama_linear_shape(&model->config, index, &rows, &cols);
-            status = qref_weights_load(&model->weights, name, rows, cols, weight, err);
-            if (status == QREF_OK)
-                status = quantize_linear(request, module, weight, rows, cols, &packed[linear], err);
-            if (status == QREF_OK) {
-                tensors[(*tensor_count)++] = packed[linear].qweight;
-                tensors[(*tensor_count)++] = packed[linear].qzeros;
-                tensors[(*tensor_count)++] = packed[linear].scales;
-            }
-        }
+/* Quantizes one linear and appends views of its qweight, qzeros and scales. */
+static qref_status quantize_walked_linear(void *ctx, const qc_quantize_linear *linear, bool *stop, qref_error *err)
+{
+    (void)stop;
+    awq_walk *walk = ctx;
+    qref_awq_packed *packed = &walk->packed[linear->index];
+    qref_status status = quantize_linear(walk->request, linear->module, linear->weight, linear->rows, linear->cols,
+                                         packed, err);
+    if (status == QREF_OK) {
+        walk->tensors[walk->tensor_count++] = packed->qweight;
+        walk->tensors[walk->tensor_count++] = packed->qzeros;
+        walk->tensors[walk->tensor_count++] = packed->scales;
     }
-    free(weight);
     return status;
 }
 
@@ -131,11 +116,11 @@ qref_status qc_quantize_awq(const qc_awq_request *request, qc_quantize_outcome *
     size_t linears = (size_t)model.config.num_hidden_layers * QREF_LLAMA_LINEAR_COUNT;
     qref_awq_packed *packed = calloc(linears + 1, sizeof *packed);
     qref_tensor *tensors = calloc(3 * linears + 1, sizeof *tensors);
-    size_t tensor_count = 0;
     if (status == QREF_OK && (packed == NULL || tensors == NULL))
         status = qref_error_set(err, QREF_ERR_NOMEM, "%s: cannot allocate %zu linears", model.path, linears);
+    awq_walk walk = {.request = request, .packed = packed, .tensors = tensors};
     if (status == QREF_OK)
-        status = quantize_model(request, &model, packed, tensors, &tensor_count, err);
+        status = qc_quantize_each_linear(&model, quantize_walked_linear, &walk, err);
 
     /* the quantization_config AutoAWQ writes into config.json */
     cJSON *quantization = NULL;
@@ -153,7 +138,7 @@ qref_status qc_quantize_awq(const qc_awq_request *request, qc_quantize_outcome *
     if (status == QREF_OK) {
         qc_quantize_request folder = {.reference = request->reference, .out_dir = request->out_dir,
                                       .force = request->force};
-        status = qc_quantize_publish(&folder, &model, tensors, tensor_count, quantization, false, outcome, err);
+        status = qc_quantize_publish(&folder, &model, tensors, walk.tensor_count, quantization, false, outcome, err);
     }
     cJSON_Delete(quantization);
     for (size_t k = 0; packed != NULL && k < linears; k++)

@@ -110,49 +110,28 @@ static cJSON *build_quantization_config(const qc_bnb_request *request)
     return config;
 }
 
-/* Quantizes every linear of every layer; tensors receives views of the packed tensors. */
-static qref_status quantize_model(const qc_bnb_request *request, const qc_model *model, qref_bnb_packed *packed,
-                                  qref_tensor *tensors, size_t *tensor_count, qref_error *err)
+/* The packed linears and the tensor views the walk fills. */
+typedef struct bnb_walk {
+    const qc_bnb_request *request;
+    const qc_model *model;
+    qref_bnb_packed *packed;
+    qref_tensor *tensors;
+    size_t tensor_count;
+} bnb_walk;
+
+/* Quantizes one linear from the dtype it is stored in, the one Params4bit quantizes from. */
+static qref_status quantize_stored_linear(void *ctx, const qc_quantize_linear *linear, bool *stop, qref_error *err)
 {
-    size_t max_weights = 0;
-    for (int index = 0; index < QREF_LLAMA_LINEAR_COUNT; index++) {
-        int64_t rows, cols;
-        qref_llama_linear_shape(&model->config, index, &rows, &cols);
-        if ((size_t)(rows * cols) > max_weights)
-            max_weights = (size_t)(rows * cols);
-    }
-    float *weight = malloc(max_weights * sizeof *weight);
-    if (weight == NULL)
-        return qref_error_set(err, QREF_ERR_NOMEM, "%s: cannot allocate %zu weights", model->path, max_weights);
-
-    const qref_tensor_set *stored = qref_snapshot_tensors(model->snapshot);
-    qref_status status = QREF_OK;
-    size_t linear = 0;
-    *tensor_count = 0;
-    for (int layer = 0; layer < model->config.num_hidden_layers && status == QREF_OK; layer++) {
-        for (int index = 0; index < QREF_LLAMA_LINEAR_COUNT && status == QREF_OK; index++, linear++) {
-            char module[256], name[300];
-            qref_llama_layer_tensor_name(module, sizeof module, layer, qref_llama_linear_names[index]);
-            snprintf(name, sizeof name, "%s.weight", module);
-            int64_t rows, cols;
-            qref_llama_linear_shape(&model->config, index, &rows, &cols);
-
-            /* the dtype Params4bit quantizes from is the stored one */
-            const qref_tensor *tensor = qref_tensor_set_find(stored, name);
-            qref_dtype dtype = tensor != NULL ? tensor->dtype : QREF_DTYPE_F32;
-            if (dtype != QREF_DTYPE_F16 && dtype != QREF_DTYPE_BF16 && dtype != QREF_DTYPE_F32)
-                status = qref_error_set(err, QREF_ERR_UNSUPPORTED, "%s: tensor \"%s\" is %s; bitsandbytes "
-                                        "quantizes F16, BF16 and F32 weights", model->path, name,
-                                        qref_dtype_name(dtype));
-            if (status == QREF_OK)
-                status = qref_weights_load(&model->weights, name, rows, cols, weight, err);
-            if (status == QREF_OK)
-                status = quantize_linear(request, module, dtype, weight, rows, cols, &packed[linear], err);
-            for (size_t k = 0; status == QREF_OK && k < packed[linear].count; k++)
-                tensors[(*tensor_count)++] = packed[linear].tensors[k];
-        }
-    }
-    free(weight);
+    (void)stop;
+    bnb_walk *walk = ctx;
+    if (linear->dtype != QREF_DTYPE_F16 && linear->dtype != QREF_DTYPE_BF16 && linear->dtype != QREF_DTYPE_F32)
+        return qref_error_set(err, QREF_ERR_UNSUPPORTED, "%s: tensor \"%s\" is %s; bitsandbytes quantizes F16, BF16 "
+                              "and F32 weights", walk->model->path, linear->name, qref_dtype_name(linear->dtype));
+    qref_bnb_packed *packed = &walk->packed[linear->index];
+    qref_status status = quantize_linear(walk->request, linear->module, linear->dtype, linear->weight, linear->rows,
+                                         linear->cols, packed, err);
+    for (size_t k = 0; status == QREF_OK && k < packed->count; k++)
+        walk->tensors[walk->tensor_count++] = packed->tensors[k];
     return status;
 }
 
@@ -169,18 +148,18 @@ qref_status qc_quantize_bnb(const qc_bnb_request *request, qc_quantize_outcome *
     size_t linears = (size_t)model.config.num_hidden_layers * QREF_LLAMA_LINEAR_COUNT;
     qref_bnb_packed *packed = calloc(linears + 1, sizeof *packed);
     qref_tensor *tensors = calloc(6 * linears + 1, sizeof *tensors);
-    size_t tensor_count = 0;
     if (status == QREF_OK && (packed == NULL || tensors == NULL))
         status = qref_error_set(err, QREF_ERR_NOMEM, "%s: cannot allocate %zu linears", model.path, linears);
+    bnb_walk walk = {.request = request, .model = &model, .packed = packed, .tensors = tensors};
     if (status == QREF_OK)
-        status = quantize_model(request, &model, packed, tensors, &tensor_count, err);
+        status = qc_quantize_each_linear(&model, quantize_stored_linear, &walk, err);
 
     /* write */
     cJSON *quantization = status == QREF_OK ? build_quantization_config(request) : NULL;
     if (status == QREF_OK) {
         qc_quantize_request folder = {.reference = request->reference, .out_dir = request->out_dir,
                                       .force = request->force};
-        status = qc_quantize_publish(&folder, &model, tensors, tensor_count, quantization, false, outcome, err);
+        status = qc_quantize_publish(&folder, &model, tensors, walk.tensor_count, quantization, false, outcome, err);
     }
     cJSON_Delete(quantization);
     for (size_t k = 0; packed != NULL && k < linears; k++)

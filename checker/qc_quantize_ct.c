@@ -56,54 +56,32 @@ static qref_ct_args request_args(const qc_ct_request *request)
     return args;
 }
 
-/* Quantizes every linear of every layer; tensors receives views of the packed tensors. */
-static qref_status quantize_model(const qc_ct_request *request, const qc_model *model, qref_ct_packed *packed,
-                                  qref_tensor *tensors, size_t *tensor_count, qref_error *err)
+/* The packed linears and the tensor views the walk fills. */
+typedef struct ct_walk {
+    const qc_model *model;
+    qref_ct_args args;
+    qref_ct_packed *packed;
+    qref_tensor *tensors;
+    size_t tensor_count;
+} ct_walk;
+
+/* Quantizes one linear in the dtype the reference stores it in, as the observer works, and packs it. */
+static qref_status quantize_linear(void *ctx, const qc_quantize_linear *linear, bool *stop, qref_error *err)
 {
-    size_t max_weights = 0;
-    for (int index = 0; index < QREF_LLAMA_LINEAR_COUNT; index++) {
-        int64_t rows, cols;
-        qref_llama_linear_shape(&model->config, index, &rows, &cols);
-        if ((size_t)(rows * cols) > max_weights)
-            max_weights = (size_t)(rows * cols);
-    }
-    float *weight = malloc(max_weights * sizeof *weight);
-    if (weight == NULL)
-        return qref_error_set(err, QREF_ERR_NOMEM, "%s: cannot allocate %zu weights", model->path, max_weights);
-
-    const qref_ct_args args = request_args(request);
-    const qref_tensor_set *stored = qref_snapshot_tensors(model->snapshot);
-    qref_status status = QREF_OK;
-    size_t linear = 0;
-    *tensor_count = 0;
-    for (int layer = 0; layer < model->config.num_hidden_layers && status == QREF_OK; layer++) {
-        for (int index = 0; index < QREF_LLAMA_LINEAR_COUNT && status == QREF_OK; index++, linear++) {
-            char module[256], name[300];
-            qref_llama_layer_tensor_name(module, sizeof module, layer, qref_llama_linear_names[index]);
-            snprintf(name, sizeof name, "%s.weight", module);
-            int64_t rows, cols;
-            qref_llama_linear_shape(&model->config, index, &rows, &cols);
-
-            /* the observer and the scales work in the dtype the weight is stored in */
-            const qref_tensor *tensor = qref_tensor_set_find(stored, name);
-            qref_dtype dtype = tensor != NULL ? tensor->dtype : QREF_DTYPE_F32;
-            if (dtype != QREF_DTYPE_F16 && dtype != QREF_DTYPE_BF16 && dtype != QREF_DTYPE_F32)
-                status = qref_error_set(err, QREF_ERR_UNSUPPORTED, "%s: tensor \"%s\" is %s; compressed-tensors "
-                                        "quantizes F16, BF16 and F32 weights", model->path, name,
-                                        qref_dtype_name(dtype));
-            qref_ct_codes codes = {0};
-            if (status == QREF_OK)
-                status = qref_weights_load(&model->weights, name, rows, cols, weight, err);
-            if (status == QREF_OK)
-                status = qref_ct_quantize(name, weight, rows, cols, &args, dtype, &codes, err);
-            if (status == QREF_OK)
-                status = qref_ct_pack(module, &codes, QREF_CT_FORMAT_PACK_QUANTIZED, &packed[linear], err);
-            qref_ct_codes_free(&codes);
-            for (size_t k = 0; status == QREF_OK && k < packed[linear].count; k++)
-                tensors[(*tensor_count)++] = packed[linear].tensors[k];
-        }
-    }
-    free(weight);
+    (void)stop;
+    ct_walk *walk = ctx;
+    if (linear->dtype != QREF_DTYPE_F16 && linear->dtype != QREF_DTYPE_BF16 && linear->dtype != QREF_DTYPE_F32)
+        return qref_error_set(err, QREF_ERR_UNSUPPORTED, "%s: tensor \"%s\" is %s; compressed-tensors quantizes F16, "
+                              "BF16 and F32 weights", walk->model->path, linear->name, qref_dtype_name(linear->dtype));
+    qref_ct_codes codes = {0};
+    qref_ct_packed *packed = &walk->packed[linear->index];
+    qref_status status = qref_ct_quantize(linear->name, linear->weight, linear->rows, linear->cols, &walk->args,
+                                          linear->dtype, &codes, err);
+    if (status == QREF_OK)
+        status = qref_ct_pack(linear->module, &codes, QREF_CT_FORMAT_PACK_QUANTIZED, packed, err);
+    qref_ct_codes_free(&codes);
+    for (size_t k = 0; status == QREF_OK && k < packed->count; k++)
+        walk->tensors[walk->tensor_count++] = packed->tensors[k];
     return status;
 }
 
@@ -120,22 +98,21 @@ qref_status qc_quantize_ct(const qc_ct_request *request, qc_quantize_outcome *ou
     size_t linears = (size_t)model.config.num_hidden_layers * QREF_LLAMA_LINEAR_COUNT;
     qref_ct_packed *packed = calloc(linears + 1, sizeof *packed);
     qref_tensor *tensors = calloc(4 * linears + 1, sizeof *tensors);
-    size_t tensor_count = 0;
     if (status == QREF_OK && (packed == NULL || tensors == NULL))
         status = qref_error_set(err, QREF_ERR_NOMEM, "%s: cannot allocate %zu linears", model.path, linears);
+    ct_walk walk = {.model = &model, .args = request_args(request), .packed = packed, .tensors = tensors};
     if (status == QREF_OK)
-        status = quantize_model(request, &model, packed, tensors, &tensor_count, err);
+        status = qc_quantize_each_linear(&model, quantize_linear, &walk, err);
 
     /* write */
     cJSON *quantization = NULL;
-    const qref_ct_args args = request_args(request);
     const char *const ignore[] = {"lm_head"};
     if (status == QREF_OK)
-        status = qref_ct_config_to_json(&args, QREF_CT_FORMAT_PACK_QUANTIZED, ignore, 1, &quantization, err);
+        status = qref_ct_config_to_json(&walk.args, QREF_CT_FORMAT_PACK_QUANTIZED, ignore, 1, &quantization, err);
     if (status == QREF_OK) {
         qc_quantize_request folder = {.reference = request->reference, .out_dir = request->out_dir,
                                       .force = request->force};
-        status = qc_quantize_publish(&folder, &model, tensors, tensor_count, quantization, false, outcome, err);
+        status = qc_quantize_publish(&folder, &model, tensors, walk.tensor_count, quantization, false, outcome, err);
     }
     cJSON_Delete(quantization);
     for (size_t k = 0; packed != NULL && k < linears; k++)
