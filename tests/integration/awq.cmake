@@ -95,7 +95,7 @@ set_tests_properties(integration.awq.quantize_gemm_out_172 integration.awq.quant
   integration.awq.quantize_usage_bits integration.awq.quantize_usage_method PROPERTIES LABELS "integration;awq")
 
 # ---- malformed artifacts ----------------------------------------------------------------------
-add_executable(make_awq_malformed make_awq_malformed.c)
+add_executable(make_awq_malformed make_awq_malformed.c case_support.c)
 target_link_libraries(make_awq_malformed PRIVATE qref)
 
 add_test(NAME integration.awq.malformed_generate

@@ -56,7 +56,8 @@ set_tests_properties(integration.bnb.quantize_usage_bits integration.bnb.quantiz
   PROPERTIES LABELS "integration;bnb;quantize")
 
 # ---- malformed artifacts -------------------------------------------------------------------------
-add_executable(make_bnb_malformed ${CMAKE_CURRENT_SOURCE_DIR}/make_bnb_malformed.c)
+add_executable(make_bnb_malformed ${CMAKE_CURRENT_SOURCE_DIR}/make_bnb_malformed.c
+                                  ${CMAKE_CURRENT_SOURCE_DIR}/case_support.c)
 target_link_libraries(make_bnb_malformed PRIVATE qref)
 
 add_test(NAME integration.bnb.malformed_generate

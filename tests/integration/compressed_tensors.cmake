@@ -77,7 +77,7 @@ set_tests_properties(integration.ct.usage_bits PROPERTIES LABELS "integration;ct
 
 # ---- malformed artifacts, one per finding id ---------------------------------------------------
 set(CT_CORPUS ${CT_WORK}/corpus)
-add_executable(make_ct_malformed make_ct_malformed.c)
+add_executable(make_ct_malformed make_ct_malformed.c case_support.c)
 target_link_libraries(make_ct_malformed PRIVATE qref)
 add_test(NAME integration.ct.malformed.generate
   COMMAND make_ct_malformed ${CT_WORK}/synth256-w4g128 ${CT_WORK}/stories260k-w4 ${CT_MODELS}/synth256 ${CT_CORPUS})

@@ -48,7 +48,7 @@ set_tests_properties(integration.fakequant.usage_dtype PROPERTIES LABELS "integr
 # One malformed artifact per warning finding: make_fakequant_cases replaces one linear, drawn
 # from a fixed seed, of a 4-bit group-128 snapshot by the F16-rounded float original (partial)
 # or by the same linear of a 3-bit group-64 snapshot (mixed).
-add_executable(make_fakequant_cases make_fakequant_cases.c)
+add_executable(make_fakequant_cases make_fakequant_cases.c case_support.c)
 target_link_libraries(make_fakequant_cases PRIVATE qref)
 foreach(base w4g128:4:128 w3g64:3:64)
   string(REPLACE ":" ";" parts "${base}")

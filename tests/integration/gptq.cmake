@@ -132,7 +132,7 @@ set_tests_properties(integration.gptq.quantize_usage_pack_dtype_3bit integration
   integration.gptq.quantize_usage_pack_dtype_name PROPERTIES LABELS "integration;gptq")
 
 # ---- malformed artifacts ----------------------------------------------------------------------
-add_executable(make_gptq_cases make_gptq_cases.c)
+add_executable(make_gptq_cases make_gptq_cases.c case_support.c)
 target_link_libraries(make_gptq_cases PRIVATE qref)
 
 add_test(NAME integration.gptq.cases_generate

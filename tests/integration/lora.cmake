@@ -7,7 +7,8 @@ set(LORA_BASE ${PROJECT_SOURCE_DIR}/fixtures/models/synth256)
 set(LORA_IDS 1,23,45,67,89,101,123,145,167,189,211,233,255,277,299,321)
 file(MAKE_DIRECTORY ${LORA_DIR})
 
-add_executable(make_lora_cases ${CMAKE_CURRENT_SOURCE_DIR}/make_lora_cases.c)
+add_executable(make_lora_cases ${CMAKE_CURRENT_SOURCE_DIR}/make_lora_cases.c
+                               ${CMAKE_CURRENT_SOURCE_DIR}/case_support.c)
 target_link_libraries(make_lora_cases PRIVATE qref)
 add_test(NAME integration.lora.generate COMMAND make_lora_cases ${PROJECT_SOURCE_DIR}/fixtures/models ${LORA_CASES})
 set_tests_properties(integration.lora.generate PROPERTIES LABELS "integration;lora" FIXTURES_SETUP lora_cases)

@@ -10,36 +10,21 @@
  * SplitMix64 stream seeded with a fixed constant and the case's number, or config.json
  * edited. The comment of each case says which finding verify must report.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "core/qref_dtype.h"
 #include "io/qref_blob.h"
 #include "io/qref_safetensors.h"
 
+#include "case_support.h"
+
 #define CORPUS_SEED 0x617771636f727075ull
-#define PATH_SIZE 4096
-
-/* SplitMix64 (Steele, Lea and Flood, "Fast splittable pseudorandom number generators", 2014). */
-typedef struct corpus_rng {
-    uint64_t state;
-} corpus_rng;
-
-static uint64_t rng_next(corpus_rng *rng)
-{
-    uint64_t z = (rng->state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 
 /* An artifact: its folder, its mapped model.safetensors and its config.json text. */
 typedef struct artifact {
-    char dir[PATH_SIZE];
+    char dir[CASE_PATH_SIZE];
     qref_blob file;
     qref_safetensors weights;
     char *config;
@@ -53,86 +38,17 @@ typedef struct case_writer {
     void *owned[8];
     size_t owned_count;
     char *config;
-    corpus_rng rng;
+    uint64_t rng;  /* SplitMix64 state */
 } case_writer;
-
-__attribute__((format(printf, 1, 2), noreturn))
-static void fail(const char *fmt, ...)
-{
-    va_list args;
-    va_start(args, fmt);
-    fputs("make_awq_malformed: ", stderr);
-    vfprintf(stderr, fmt, args);
-    va_end(args);
-    fputc('\n', stderr);
-    exit(1);
-}
-
-static void check_status(qref_status status, const qref_error *err)
-{
-    if (status != QREF_OK)
-        fail("%s", err->message);
-}
-
-static void *allocate(size_t size)
-{
-    void *memory = calloc(1, size ? size : 1);
-    if (memory == NULL)
-        fail("out of memory for %zu bytes", size);
-    return memory;
-}
-
-static char *join(char *out, const char *dir, const char *name)
-{
-    int n = snprintf(out, PATH_SIZE, "%s/%s", dir, name);
-    if (n < 0 || n >= PATH_SIZE)
-        fail("path %s/%s is too long", dir, name);
-    return out;
-}
-
-static void make_dir(const char *path)
-{
-    if (mkdir(path, 0755) != 0 && access(path, F_OK) != 0)
-        fail("cannot create %s", path);
-}
-
-static char *read_text(const char *path)
-{
-    char *text = NULL;
-    size_t size = 0;
-    qref_error err = {0};
-    check_status(qref_file_read_all(path, 1 << 20, &text, &size, &err), &err);
-    return text;
-}
-
-static void write_text(const char *path, const char *text)
-{
-    qref_error err = {0};
-    check_status(qref_file_write_atomic(path, text, strlen(text), &err), &err);
-}
-
-/* Returns a heap copy of text with the only occurrence of from replaced by to. */
-static char *replace_once(const char *text, const char *from, const char *to)
-{
-    const char *at = strstr(text, from);
-    if (at == NULL || strstr(at + 1, from) != NULL)
-        fail("expected exactly one \"%s\" in config.json", from);
-    size_t before = (size_t)(at - text), from_length = strlen(from), to_length = strlen(to);
-    char *out = allocate(strlen(text) - from_length + to_length + 1);
-    memcpy(out, text, before);
-    memcpy(out + before, to, to_length);
-    strcpy(out + before + to_length, at + from_length);
-    return out;
-}
 
 static void artifact_open(artifact *a, const char *base_dir, const char *name)
 {
-    join(a->dir, base_dir, name);
-    char path[PATH_SIZE];
+    case_join_path(a->dir, base_dir, name);
+    char path[CASE_PATH_SIZE];
     qref_error err = {0};
-    check_status(qref_blob_map_file(join(path, a->dir, "model.safetensors"), &a->file, &err), &err);
-    check_status(qref_safetensors_parse(path, a->file.data, a->file.size, &a->weights, &err), &err);
-    a->config = read_text(join(path, a->dir, "config.json"));
+    case_check_status(qref_blob_map_file(case_join_path(path, a->dir, "model.safetensors"), &a->file, &err), &err);
+    case_check_status(qref_safetensors_parse(path, a->file.data, a->file.size, &a->weights, &err), &err);
+    a->config = case_read_file(case_join_path(path, a->dir, "config.json"), NULL);
 }
 
 static void artifact_close(artifact *a)
@@ -149,7 +65,7 @@ static void case_begin(case_writer *w, const artifact *source, unsigned number)
     memset(w, 0, sizeof *w);
     w->source = source;
     const qref_tensor_set *set = &source->weights.tensors;
-    w->entries = allocate((set->count + 2) * sizeof *w->entries);
+    w->entries = case_allocate((set->count + 2) * sizeof *w->entries);
     for (size_t i = 0; i < set->count; i++) {
         const qref_tensor *tensor = &set->items[i];
         w->entries[i] = (qref_safetensors_entry){.name = tensor->name, .dtype = tensor->dtype,
@@ -157,9 +73,9 @@ static void case_begin(case_writer *w, const artifact *source, unsigned number)
         memcpy(w->entries[i].shape, tensor->shape, sizeof w->entries[i].shape);
     }
     w->count = set->count;
-    w->config = allocate(strlen(source->config) + 1);
+    w->config = case_allocate(strlen(source->config) + 1);
     strcpy(w->config, source->config);
-    w->rng.state = CORPUS_SEED + number;
+    w->rng = CORPUS_SEED + number;
 }
 
 static qref_safetensors_entry *find_entry(case_writer *w, const char *name)
@@ -167,7 +83,7 @@ static qref_safetensors_entry *find_entry(case_writer *w, const char *name)
     for (size_t i = 0; i < w->count; i++)
         if (strcmp(w->entries[i].name, name) == 0)
             return &w->entries[i];
-    fail("%s/model.safetensors has no tensor \"%s\"", w->source->dir, name);
+    case_fail("%s/model.safetensors has no tensor \"%s\"", w->source->dir, name);
 }
 
 static void drop_entry(case_writer *w, const char *name)
@@ -183,10 +99,10 @@ static uint8_t *own_entry(case_writer *w, const char *name)
 {
     qref_safetensors_entry *entry = find_entry(w, name);
     const qref_tensor *tensor = qref_tensor_set_find(&w->source->weights.tensors, name);
-    uint8_t *copy = allocate((size_t)tensor->nbytes);
+    uint8_t *copy = case_allocate((size_t)tensor->nbytes);
     memcpy(copy, tensor->data, (size_t)tensor->nbytes);
     if (w->owned_count == sizeof w->owned / sizeof w->owned[0])
-        fail("too many changed tensors in one case");
+        case_fail("too many changed tensors in one case");
     w->owned[w->owned_count++] = copy;
     entry->data = copy;
     return copy;
@@ -194,36 +110,27 @@ static uint8_t *own_entry(case_writer *w, const char *name)
 
 static void edit_config(case_writer *w, const char *from, const char *to)
 {
-    char *edited = replace_once(w->config, from, to);
+    char *edited = case_replace_once(w->config, from, to);
     free(w->config);
     w->config = edited;
-}
-
-static int compare_entries(const void *a, const void *b)
-{
-    return strcmp(((const qref_safetensors_entry *)a)->name, ((const qref_safetensors_entry *)b)->name);
 }
 
 /* Writes OUT_DIR/name: model.safetensors, config.json and the source's tokenizer.model. */
 static void case_write(case_writer *w, const char *out_dir, const char *name)
 {
-    char dir[PATH_SIZE], path[PATH_SIZE], from[PATH_SIZE];
-    join(dir, out_dir, name);
-    make_dir(dir);
-    qsort(w->entries, w->count, sizeof *w->entries, compare_entries);
+    char dir[CASE_PATH_SIZE], path[CASE_PATH_SIZE], from[CASE_PATH_SIZE];
+    case_join_path(dir, out_dir, name);
+    case_make_dir(dir);
+    qsort(w->entries, w->count, sizeof *w->entries, case_compare_entries);
     char key[] = "format", value[] = "pt";
     const qref_safetensors_meta metadata = {key, value};
     qref_error err = {0};
-    check_status(qref_safetensors_write(join(path, dir, "model.safetensors"), w->entries, w->count, &metadata, 1,
-                                        &err),
-                 &err);
-    write_text(join(path, dir, "config.json"), w->config);
-    char *tokenizer = NULL;
-    size_t size = 0;
-    check_status(qref_file_read_all(join(from, w->source->dir, "tokenizer.model"), 1 << 24, &tokenizer, &size, &err),
-                 &err);
-    check_status(qref_file_write_atomic(join(path, dir, "tokenizer.model"), tokenizer, size, &err), &err);
-    free(tokenizer);
+    case_check_status(qref_safetensors_write(case_join_path(path, dir, "model.safetensors"), w->entries, w->count,
+                                             &metadata, 1, &err),
+                      &err);
+    case_write_text(case_join_path(path, dir, "config.json"), w->config);
+    case_copy_file(case_join_path(from, w->source->dir, "tokenizer.model"),
+                   case_join_path(path, dir, "tokenizer.model"));
 
     for (size_t k = 0; k < w->owned_count; k++)
         free(w->owned[k]);
@@ -244,7 +151,7 @@ static void store_float_linear(case_writer *w, const artifact *reference, const 
     snprintf(name, sizeof name, "%s.weight", module);
     const qref_tensor *tensor = qref_tensor_set_find(&reference->weights.tensors, name);
     if (tensor == NULL)
-        fail("%s/model.safetensors has no tensor \"%s\"", reference->dir, name);
+        case_fail("%s/model.safetensors has no tensor \"%s\"", reference->dir, name);
     qref_safetensors_entry *entry = &w->entries[w->count++];
     *entry = (qref_safetensors_entry){.name = tensor->name, .dtype = tensor->dtype, .ndim = tensor->ndim,
                                       .data = tensor->data};
@@ -253,12 +160,13 @@ static void store_float_linear(case_writer *w, const artifact *reference, const 
 
 int main(int argc, char **argv)
 {
+    case_support_init("make_awq_malformed");
     if (argc != 4) {
         fprintf(stderr, "usage: make_awq_malformed BASE_DIR REFERENCE_DIR OUT_DIR\n");
         return 2;
     }
     const char *out_dir = argv[3];
-    make_dir(out_dir);
+    case_make_dir(out_dir);
     artifact gemm, gemv, sym, reference;
     artifact_open(&gemm, argv[1], "gemm");
     artifact_open(&gemv, argv[1], "gemv");
@@ -299,13 +207,13 @@ int main(int argc, char **argv)
     /* awq.scales.invalid: one scale of layer 1 gate_proj becomes -0.0, a drawn position of [2, 768] */
     case_begin(&w, &gemm, 7);
     uint8_t *scales = own_entry(&w, "model.layers.1.mlp.gate_proj.scales");
-    qref_store_u16(scales + 2 * (rng_next(&w.rng) % (2 * 768)), 0x8000);
+    qref_store_u16(scales + 2 * (case_rng_next(&w.rng) % (2 * 768)), 0x8000);
     case_write(&w, out_dir, "awq_scales_invalid");
 
     /* awq.zero_point.not_symmetric: zero_point false, one drawn field of layer 0 up_proj's qzeros [2, 96] is 9 */
     case_begin(&w, &sym, 8);
     uint8_t *qzeros = own_entry(&w, "model.layers.0.mlp.up_proj.qzeros");
-    uint64_t field = rng_next(&w.rng) % (2 * 96 * 8);
+    uint64_t field = case_rng_next(&w.rng) % (2 * 96 * 8);
     uint8_t *word = qzeros + 4 * (field / 8);
     unsigned shift = 4 * (unsigned)(field % 8);
     qref_store_u32(word, (qref_load_u32(word) & ~(0xfu << shift)) | (9u << shift));
@@ -320,14 +228,14 @@ int main(int argc, char **argv)
      * groups); a drawn row's column 7 becomes 1.0 */
     case_begin(&w, &gemv, 10);
     scales = own_entry(&w, "model.layers.0.mlp.down_proj.scales");
-    qref_store_u16(scales + 2 * ((rng_next(&w.rng) % 256) * 8 + 7), 0x3C00);
+    qref_store_u16(scales + 2 * ((case_rng_next(&w.rng) % 256) * 8 + 7), 0x3C00);
     case_write(&w, out_dir, "awq_scales_padding");
 
     /* awq.qzeros.padding (warning): GEMV q_proj qzeros [256, 1] use fields 0..1 (2 groups); field 5 of a
      * drawn row becomes 3 */
     case_begin(&w, &gemv, 11);
     qzeros = own_entry(&w, "model.layers.1.self_attn.q_proj.qzeros");
-    word = qzeros + 4 * (rng_next(&w.rng) % 256);
+    word = qzeros + 4 * (case_rng_next(&w.rng) % 256);
     qref_store_u32(word, qref_load_u32(word) | (3u << 20));
     case_write(&w, out_dir, "awq_qzeros_padding");
 
@@ -335,7 +243,7 @@ int main(int argc, char **argv)
      * any |q - z| >= 2 in its group overflows */
     case_begin(&w, &gemm, 12);
     scales = own_entry(&w, "model.layers.0.self_attn.q_proj.scales");
-    qref_store_u16(scales + 2 * (rng_next(&w.rng) % (2 * 256)), 0x7BFF);
+    qref_store_u16(scales + 2 * (case_rng_next(&w.rng) % (2 * 256)), 0x7BFF);
     case_write(&w, out_dir, "awq_fp16_overflow");
 
     /* awq.not_converted (info): layer 1 down_proj stored in float and listed in modules_to_not_convert */

@@ -12,12 +12,11 @@
  * run writes the same bytes.
  */
 #include <math.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -27,41 +26,16 @@
 #include "io/qref_json.h"
 #include "io/qref_safetensors.h"
 
+#include "case_support.h"
+
 #define CORPUS_SEED 0x626e625f6d616cull
-#define PATH_SIZE 4096
 
-__attribute__((format(printf, 1, 2), noreturn))
-static void fail(const char *fmt, ...)
-{
-    va_list args;
-    va_start(args, fmt);
-    fputs("make_bnb_malformed: ", stderr);
-    vfprintf(stderr, fmt, args);
-    va_end(args);
-    fputc('\n', stderr);
-    exit(1);
-}
-
-static void check_status(qref_status status, const qref_error *err)
-{
-    if (status != QREF_OK)
-        fail("%s", err->message);
-}
-
-/* SplitMix64 (Steele, Lea and Flood, 2014), seeded per case so cases do not move each other. */
-static uint64_t rng_next(uint64_t *state)
-{
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
+/* The SplitMix64 state of a case: from CORPUS_SEED, each byte of the name XORed into the next output. */
 static uint64_t rng_seed(const char *name)
 {
     uint64_t state = CORPUS_SEED;
     for (const char *p = name; *p != '\0'; p++)
-        state = rng_next(&state) ^ (uint8_t)*p;
+        state = case_rng_next(&state) ^ (uint8_t)*p;
     return state;
 }
 
@@ -79,7 +53,7 @@ typedef struct tensor_copy {
 } tensor_copy;
 
 typedef struct artifact {
-    char dir[PATH_SIZE];
+    char dir[CASE_PATH_SIZE];
     cJSON *config;               /* config.json */
     tensor_copy *tensors;
     size_t count;
@@ -89,23 +63,19 @@ static void artifact_load(const char *dir, artifact *out)
 {
     memset(out, 0, sizeof *out);
     snprintf(out->dir, sizeof out->dir, "%s", dir);
-    char path[PATH_SIZE + 32];
+    char path[CASE_PATH_SIZE];
     qref_blob blob;
     qref_error err = {0};
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    check_status(qref_blob_map_file(path, &blob, &err), &err);
-    check_status(qref_json_parse(path, (const char *)blob.data, blob.size, QREF_JSON_MAX_DEPTH, &out->config, &err),
-                 &err);
+    case_check_status(qref_blob_map_file(case_join_path(path, dir, "config.json"), &blob, &err), &err);
+    case_check_status(
+        qref_json_parse(path, (const char *)blob.data, blob.size, QREF_JSON_MAX_DEPTH, &out->config, &err), &err);
     qref_blob_free(&blob);
 
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    check_status(qref_blob_map_file(path, &blob, &err), &err);
+    case_check_status(qref_blob_map_file(case_join_path(path, dir, "model.safetensors"), &blob, &err), &err);
     qref_safetensors st;
-    check_status(qref_safetensors_parse(path, blob.data, blob.size, &st, &err), &err);
+    case_check_status(qref_safetensors_parse(path, blob.data, blob.size, &st, &err), &err);
     out->count = st.tensors.count;
-    out->tensors = calloc(out->count + 16, sizeof *out->tensors);
-    if (out->tensors == NULL)
-        fail("out of memory");
+    out->tensors = case_allocate((out->count + 16) * sizeof *out->tensors);
     for (size_t k = 0; k < out->count; k++) {
         const qref_tensor *t = &st.tensors.items[k];
         tensor_copy *c = &out->tensors[k];
@@ -114,9 +84,7 @@ static void artifact_load(const char *dir, artifact *out)
         c->ndim = t->ndim;
         memcpy(c->shape, t->shape, sizeof c->shape);
         c->size = (size_t)t->nbytes;
-        c->data = malloc(c->size > 0 ? c->size : 1);
-        if (c->data == NULL)
-            fail("out of memory");
+        c->data = case_allocate(c->size);
         memcpy(c->data, t->data, c->size);
     }
     qref_safetensors_free(&st);
@@ -137,48 +105,33 @@ static tensor_copy *find(artifact *a, const char *name)
     for (size_t k = 0; k < a->count; k++)
         if (!a->tensors[k].dropped && strcmp(a->tensors[k].name, name) == 0)
             return &a->tensors[k];
-    fail("%s: no tensor \"%s\"", a->dir, name);
+    case_fail("%s: no tensor \"%s\"", a->dir, name);
 }
 
 /* Replaces a tensor's bytes (and its shape, for a 1-D U8 or 2-D tensor). */
 static void set_bytes(tensor_copy *t, const void *bytes, size_t size)
 {
     free(t->data);
-    t->data = malloc(size > 0 ? size : 1);
-    if (t->data == NULL)
-        fail("out of memory");
+    t->data = case_allocate(size);
     memcpy(t->data, bytes, size);
     t->size = size;
-}
-
-static int compare_entries(const void *a, const void *b)
-{
-    return strcmp(((const qref_safetensors_entry *)a)->name, ((const qref_safetensors_entry *)b)->name);
-}
-
-static void write_text_file(const char *path, const char *text)
-{
-    qref_error err = {0};
-    check_status(qref_file_write_atomic(path, text, strlen(text), &err), &err);
 }
 
 /* Writes the artifact to OUT_DIR/<name>: config.json, model.safetensors, the tokenizer. */
 static void artifact_write(const artifact *a, const char *out_dir, const char *name)
 {
-    char dir[PATH_SIZE / 2], path[PATH_SIZE];
-    snprintf(dir, sizeof dir, "%.1000s/%.200s", out_dir, name);
-    mkdir(dir, 0755);
+    char dir[CASE_PATH_SIZE], path[CASE_PATH_SIZE];
+    case_make_dir(case_join_path(dir, out_dir, name));
 
     char *text = cJSON_Print(a->config);
     if (text == NULL)
-        fail("cannot print config.json");
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    write_text_file(path, text);
+        case_fail("cannot print config.json");
+    case_write_text(case_join_path(path, dir, "config.json"), text);
     free(text);
 
-    qref_safetensors_entry *entries = calloc(a->count + 1, sizeof *entries);
+    qref_safetensors_entry *entries = case_allocate((a->count + 1) * sizeof *entries);
     size_t count = 0;
-    for (size_t k = 0; entries != NULL && k < a->count; k++) {
+    for (size_t k = 0; k < a->count; k++) {
         const tensor_copy *t = &a->tensors[k];
         if (t->dropped)
             continue;
@@ -189,31 +142,25 @@ static void artifact_write(const artifact *a, const char *out_dir, const char *n
         entries[count].data = t->data;
         count++;
     }
-    if (entries == NULL)
-        fail("out of memory");
-    qsort(entries, count, sizeof *entries, compare_entries);
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    qsort(entries, count, sizeof *entries, case_compare_entries);
     qref_error err = {0};
     const qref_safetensors_meta metadata[] = {{"format", "pt"}};
-    check_status(qref_safetensors_write(path, entries, count, metadata, 1, &err), &err);
+    case_check_status(
+        qref_safetensors_write(case_join_path(path, dir, "model.safetensors"), entries, count, metadata, 1, &err),
+        &err);
     free(entries);
 
-    /* the tokenizer comes along unchanged */
-    char from[PATH_SIZE + 32];
-    snprintf(from, sizeof from, "%s/tokenizer.model", a->dir);
-    qref_blob blob;
-    if (qref_blob_map_file(from, &blob, &err) == QREF_OK) {
-        snprintf(path, sizeof path, "%s/tokenizer.model", dir);
-        check_status(qref_file_write_atomic(path, blob.data, blob.size, &err), &err);
-        qref_blob_free(&blob);
-    }
+    /* the tokenizer, when the source has one, comes along unchanged */
+    char from[CASE_PATH_SIZE];
+    if (access(case_join_path(from, a->dir, "tokenizer.model"), F_OK) == 0)
+        case_copy_file(from, case_join_path(path, dir, "tokenizer.model"));
 }
 
 static cJSON *quantization(artifact *a)
 {
     cJSON *object = cJSON_GetObjectItemCaseSensitive(a->config, "quantization_config");
     if (!cJSON_IsObject(object))
-        fail("%s: config.json has no quantization_config", a->dir);
+        case_fail("%s: config.json has no quantization_config", a->dir);
     return object;
 }
 
@@ -238,7 +185,7 @@ static void case_quant_state_malformed(artifact *a, uint64_t *rng)
     tensor_copy *t = find(a, Q_PROJ ".weight.quant_state.bitsandbytes__nf4");
     char text[1024];
     if (t->size < 2 || t->size > 900)
-        fail("unexpected quant_state length %zu", t->size);
+        case_fail("unexpected quant_state length %zu", t->size);
     memcpy(text, t->data, t->size - 1); /* without the closing brace */
     snprintf(text + t->size - 1, sizeof text - (t->size - 1), ", \"bogus\": 1}");
     set_bytes(t, text, strlen(text));
@@ -254,7 +201,7 @@ static void case_quant_state_mismatch(artifact *a, uint64_t *rng)
     snprintf(text, sizeof text, "%.*s", (int)t->size, (const char *)t->data);
     char *shape = strstr(text, "[128, 256]");
     if (shape == NULL)
-        fail("k_proj quant_state has no shape [128, 256]: %s", text);
+        case_fail("k_proj quant_state has no shape [128, 256]: %s", text);
     memcpy(shape, "[256, 128]", 10);
     set_bytes(t, text, strlen(text));
 }
@@ -272,7 +219,7 @@ static void case_weight_size(artifact *a, uint64_t *rng)
 static void case_absmax_invalid(artifact *a, uint64_t *rng)
 {
     tensor_copy *t = find(a, "model.layers.0.mlp.up_proj.weight.absmax");
-    size_t block = (size_t)(rng_next(rng) % (uint64_t)t->shape[0]);
+    size_t block = (size_t)(case_rng_next(rng) % (uint64_t)t->shape[0]);
     qref_store_f32(t->data + 4 * block, NAN);
 }
 
@@ -285,7 +232,7 @@ static void case_absmax_decoded_negative(artifact *a, uint64_t *rng)
     snprintf(text, sizeof text, "%.*s", (int)t->size, (const char *)t->data);
     char *offset = strstr(text, "\"nested_offset\": ");
     if (offset == NULL)
-        fail("v_proj quant_state has no nested_offset: %s", text);
+        case_fail("v_proj quant_state has no nested_offset: %s", text);
     snprintf(offset, sizeof text - (size_t)(offset - text), "\"nested_offset\": -0.5}");
     set_bytes(t, text, strlen(text));
     t->shape[0] = (int64_t)strlen(text);
@@ -306,7 +253,7 @@ static void case_quant_map_mismatch(artifact *a, uint64_t *rng)
 static void case_nested_invalid(artifact *a, uint64_t *rng)
 {
     tensor_copy *t = find(a, "model.layers.0.mlp.down_proj.weight.nested_quant_map");
-    size_t entry = 1 + (size_t)(rng_next(rng) % 254);
+    size_t entry = 1 + (size_t)(case_rng_next(rng) % 254);
     qref_store_f32(t->data + 4 * entry, qref_load_f32(t->data + 4 * entry) + 0.01f);
 }
 
@@ -321,14 +268,14 @@ static void case_int8_invalid(artifact *a, uint64_t *rng)
 static void case_scb_invalid(artifact *a, uint64_t *rng)
 {
     tensor_copy *t = find(a, "model.layers.1.self_attn.k_proj.SCB");
-    qref_store_f32(t->data + 4 * (rng_next(rng) % (uint64_t)t->shape[0]), -1.0f);
+    qref_store_f32(t->data + 4 * (case_rng_next(rng) % (uint64_t)t->shape[0]), -1.0f);
 }
 
 /* bnb.scb.zero (warning): one seeded row scale of up_proj's SCB is 0. */
 static void case_scb_zero(artifact *a, uint64_t *rng)
 {
     tensor_copy *t = find(a, "model.layers.0.mlp.up_proj.SCB");
-    qref_store_f32(t->data + 4 * (rng_next(rng) % (uint64_t)t->shape[0]), 0.0f);
+    qref_store_f32(t->data + 4 * (case_rng_next(rng) % (uint64_t)t->shape[0]), 0.0f);
 }
 
 /*
@@ -346,7 +293,7 @@ static void case_skip_unlisted(artifact *a, uint64_t *rng)
         if (strncmp(t->name, module, strlen(module)) != 0 || t->name[strlen(module)] != '.')
             continue;
         if (set.count == 6)
-            fail("more than six tensors under %s", module);
+            case_fail("more than six tensors under %s", module);
         qref_tensor *v = &views[set.count++];
         memset(v, 0, sizeof *v);
         v->name = t->name;
@@ -363,12 +310,10 @@ static void case_skip_unlisted(artifact *a, uint64_t *rng)
     qref_tensor_set_sort(&set);
     qref_bnb_linear linear;
     qref_bnb_linear_find(&set, module, &linear);
-    float *weight = malloc(256 * 256 * sizeof *weight);
-    uint8_t *bytes = malloc(256 * 256 * 4);
+    float *weight = case_allocate(256 * 256 * sizeof *weight);
+    uint8_t *bytes = case_allocate(256 * 256 * 4);
     qref_error err = {0};
-    if (weight == NULL || bytes == NULL)
-        fail("out of memory");
-    check_status(qref_bnb_dequantize(&linear, 256, 256, weight, &err), &err);
+    case_check_status(qref_bnb_dequantize(&linear, 256, 256, weight, &err), &err);
     for (size_t k = 0; k < 256 * 256; k++)
         qref_store_f32(bytes + 4 * k, weight[k]);
 
@@ -437,11 +382,12 @@ static const struct {
 
 int main(int argc, char **argv)
 {
+    case_support_init("make_bnb_malformed");
     if (argc != 5) {
         fprintf(stderr, "usage: make_bnb_malformed NF4_DQ_DIR FP4_DIR INT8_DIR OUT_DIR\n");
         return 2;
     }
-    mkdir(argv[4], 0755);
+    case_make_dir(argv[4]);
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         artifact a;
         artifact_load(argv[1 + cases[k].base], &a);

@@ -13,16 +13,11 @@
  * changes comes from a SplitMix64 stream seeded with CORPUS_SEED and the case name, so every
  * run writes the same bytes. A case is written to OUT_DIR/<case>, replacing an earlier one.
  */
-#include <dirent.h>
-#include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -31,86 +26,9 @@
 #include "io/qref_blob.h"
 #include "io/qref_safetensors.h"
 
+#include "case_support.h"
+
 #define CORPUS_SEED 0x63742d6d616c66ull
-#define PATH_SIZE 4096
-
-/* ---- helpers ------------------------------------------------------------------------------ */
-
-__attribute__((format(printf, 1, 2), noreturn))
-static void fail(const char *fmt, ...)
-{
-    va_list args;
-    va_start(args, fmt);
-    fputs("make_ct_malformed: ", stderr);
-    vfprintf(stderr, fmt, args);
-    va_end(args);
-    fputc('\n', stderr);
-    exit(1);
-}
-
-static void check_status(qref_status status, const qref_error *err)
-{
-    if (status != QREF_OK)
-        fail("%s", err->message);
-}
-
-static void *allocate(size_t size)
-{
-    void *memory = calloc(1, size ? size : 1);
-    if (memory == NULL)
-        fail("out of memory for %zu bytes", size);
-    return memory;
-}
-
-static char *join(char *out, const char *dir, const char *name)
-{
-    int n = snprintf(out, PATH_SIZE, "%s/%s", dir, name);
-    if (n < 0 || n >= PATH_SIZE)
-        fail("path %s/%s is too long", dir, name);
-    return out;
-}
-
-/* SplitMix64 (Steele, Lea and Flood, "Fast splittable pseudorandom number generators", 2014). */
-static uint64_t rng_next(uint64_t *state)
-{
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-/* The stream of a case: CORPUS_SEED mixed with the FNV-1a hash of its name. */
-static uint64_t case_seed(const char *name)
-{
-    uint64_t hash = 0xcbf29ce484222325ull;
-    for (const char *p = name; *p; p++)
-        hash = (hash ^ (uint8_t)*p) * 0x100000001b3ull;
-    return CORPUS_SEED ^ hash;
-}
-
-static void remove_tree(const char *path)
-{
-    struct stat st;
-    if (lstat(path, &st) != 0)
-        return;
-    if (S_ISDIR(st.st_mode)) {
-        DIR *dir = opendir(path);
-        if (dir == NULL)
-            fail("%s: cannot open: %s", path, strerror(errno));
-        struct dirent *entry;
-        while ((entry = readdir(dir)) != NULL) {
-            if (strcmp(entry->d_name, ".") == 0 || strcmp(entry->d_name, "..") == 0)
-                continue;
-            char child[PATH_SIZE];
-            remove_tree(join(child, path, entry->d_name));
-        }
-        closedir(dir);
-        if (rmdir(path) != 0)
-            fail("%s: cannot remove: %s", path, strerror(errno));
-    } else if (unlink(path) != 0) {
-        fail("%s: cannot remove: %s", path, strerror(errno));
-    }
-}
 
 /* ---- an artifact in memory ---------------------------------------------------------------- */
 
@@ -124,7 +42,7 @@ typedef struct stored_tensor {
 } stored_tensor;
 
 typedef struct artifact {
-    char dir[PATH_SIZE];       /* where it was read from (tokenizer.model is copied from there) */
+    char dir[CASE_PATH_SIZE];       /* where it was read from (tokenizer.model is copied from there) */
     cJSON *config;             /* config.json */
     stored_tensor *tensors;
     size_t count;
@@ -134,20 +52,19 @@ static void artifact_load(artifact *a, const char *dir)
 {
     memset(a, 0, sizeof *a);
     snprintf(a->dir, sizeof a->dir, "%s", dir);
-    char path[PATH_SIZE];
-    char *text = NULL;
-    qref_error err = {0};
-    check_status(qref_file_read_all(join(path, dir, "config.json"), 1u << 20, &text, NULL, &err), &err);
+    char path[CASE_PATH_SIZE];
+    char *text = case_read_file(case_join_path(path, dir, "config.json"), NULL);
     a->config = cJSON_Parse(text);
     free(text);
     if (a->config == NULL)
-        fail("%s: not JSON", path);
+        case_fail("%s: not JSON", path);
 
     qref_blob blob;
-    check_status(qref_blob_map_file(join(path, dir, "model.safetensors"), &blob, &err), &err);
+    qref_error err = {0};
+    case_check_status(qref_blob_map_file(case_join_path(path, dir, "model.safetensors"), &blob, &err), &err);
     qref_safetensors st;
-    check_status(qref_safetensors_parse(path, blob.data, blob.size, &st, &err), &err);
-    a->tensors = allocate((st.tensors.count + 64) * sizeof *a->tensors);
+    case_check_status(qref_safetensors_parse(path, blob.data, blob.size, &st, &err), &err);
+    a->tensors = case_allocate((st.tensors.count + 64) * sizeof *a->tensors);
     for (size_t k = 0; k < st.tensors.count; k++) {
         const qref_tensor *source = &st.tensors.items[k];
         stored_tensor *t = &a->tensors[a->count++];
@@ -156,7 +73,7 @@ static void artifact_load(artifact *a, const char *dir)
         t->ndim = source->ndim;
         memcpy(t->shape, source->shape, sizeof t->shape);
         t->nbytes = (size_t)source->nbytes;
-        t->data = allocate(t->nbytes);
+        t->data = case_allocate(t->nbytes);
         memcpy(t->data, source->data, t->nbytes);
     }
     qref_safetensors_free(&st);
@@ -179,7 +96,7 @@ static stored_tensor *find(artifact *a, const char *name)
     for (size_t k = 0; k < a->count; k++)
         if (strcmp(a->tensors[k].name, name) == 0)
             return &a->tensors[k];
-    fail("%s: no tensor \"%s\"", a->dir, name);
+    case_fail("%s: no tensor \"%s\"", a->dir, name);
 }
 
 static void drop(artifact *a, const char *name)
@@ -202,32 +119,27 @@ static stored_tensor *add(artifact *a, const char *name, qref_dtype dtype, int n
     t->shape[0] = d0;
     t->shape[1] = ndim == 2 ? d1 : 0;
     t->nbytes = (size_t)(d0 * (ndim == 2 ? d1 : 1)) * qref_dtype_size(dtype);
-    t->data = allocate(t->nbytes);
+    t->data = case_allocate(t->nbytes);
     if (data != NULL)
         memcpy(t->data, data, t->nbytes);
     return t;
 }
 
-static int compare_entries(const void *x, const void *y)
-{
-    return strcmp(((const qref_safetensors_entry *)x)->name, ((const qref_safetensors_entry *)y)->name);
-}
-
 /* Writes OUT_DIR/<name>: config.json, model.safetensors and the base's tokenizer.model. */
 static void artifact_write(const artifact *a, const char *out_dir, const char *name)
 {
-    char dir[PATH_SIZE], path[PATH_SIZE];
-    join(dir, out_dir, name);
-    remove_tree(dir);
-    if (mkdir(dir, 0755) != 0)
-        fail("%s: cannot create: %s", dir, strerror(errno));
+    char dir[CASE_PATH_SIZE], path[CASE_PATH_SIZE];
+    case_join_path(dir, out_dir, name);
+    case_remove_tree(dir);
+    case_make_dir(dir);
 
     char *text = cJSON_Print(a->config);
-    qref_error err = {0};
-    check_status(qref_file_write_atomic(join(path, dir, "config.json"), text, strlen(text), &err), &err);
+    if (text == NULL)
+        case_fail("cannot print config.json");
+    case_write_text(case_join_path(path, dir, "config.json"), text);
     free(text);
 
-    qref_safetensors_entry *entries = allocate(a->count * sizeof *entries);
+    qref_safetensors_entry *entries = case_allocate(a->count * sizeof *entries);
     for (size_t k = 0; k < a->count; k++) {
         entries[k].name = a->tensors[k].name;
         entries[k].dtype = a->tensors[k].dtype;
@@ -235,18 +147,17 @@ static void artifact_write(const artifact *a, const char *out_dir, const char *n
         memcpy(entries[k].shape, a->tensors[k].shape, sizeof entries[k].shape);
         entries[k].data = a->tensors[k].data;
     }
-    qsort(entries, a->count, sizeof *entries, compare_entries);
+    qsort(entries, a->count, sizeof *entries, case_compare_entries);
     char key[] = "format", value[] = "pt";
     const qref_safetensors_meta meta = {key, value};
-    check_status(qref_safetensors_write(join(path, dir, "model.safetensors"), entries, a->count, &meta, 1, &err),
-                 &err);
+    qref_error err = {0};
+    case_check_status(
+        qref_safetensors_write(case_join_path(path, dir, "model.safetensors"), entries, a->count, &meta, 1, &err),
+        &err);
     free(entries);
 
-    qref_blob blob;
-    char from[PATH_SIZE];
-    check_status(qref_blob_map_file(join(from, a->dir, "tokenizer.model"), &blob, &err), &err);
-    check_status(qref_file_write_atomic(join(path, dir, "tokenizer.model"), blob.data, blob.size, &err), &err);
-    qref_blob_free(&blob);
+    char from[CASE_PATH_SIZE];
+    case_copy_file(case_join_path(from, a->dir, "tokenizer.model"), case_join_path(path, dir, "tokenizer.model"));
 }
 
 /* ---- config edits ------------------------------------------------------------------------- */
@@ -255,7 +166,7 @@ static cJSON *quantization(artifact *a)
 {
     cJSON *q = cJSON_GetObjectItemCaseSensitive(a->config, "quantization_config");
     if (q == NULL)
-        fail("%s: config.json has no quantization_config", a->dir);
+        case_fail("%s: config.json has no quantization_config", a->dir);
     return q;
 }
 
@@ -293,8 +204,8 @@ static int layer_count(artifact *a)
 /* Picks a linear from the case's stream into module. */
 static void pick_linear(artifact *a, uint64_t *rng, char *module, size_t size)
 {
-    int layer = (int)(rng_next(rng) % (uint64_t)layer_count(a));
-    int k = (int)(rng_next(rng) % 7);
+    int layer = (int)(case_rng_next(rng) % (uint64_t)layer_count(a));
+    int k = (int)(case_rng_next(rng) % 7);
     snprintf(module, size, "model.layers.%d.%s", layer, projections[k]);
 }
 
@@ -316,10 +227,10 @@ static void convert_to_int_quantized(artifact *a)
             stored_tensor *shape = part(a, module, "weight_shape");
             int64_t out = (int64_t)qref_load_u64(shape->data), in = (int64_t)qref_load_u64(shape->data + 8);
             int bits = 4;
-            uint32_t *words = allocate(packed->nbytes);
+            uint32_t *words = case_allocate(packed->nbytes);
             for (size_t w = 0; w < packed->nbytes / 4; w++)
                 words[w] = qref_load_u32(packed->data + 4 * w);
-            int8_t *codes = allocate((size_t)(out * in));
+            int8_t *codes = case_allocate((size_t)(out * in));
             qref_ct_unpack_rows(words, (size_t)out, (size_t)in, bits, codes);
             free(words);
             snprintf(name, sizeof name, "%s.weight", module);
@@ -328,10 +239,10 @@ static void convert_to_int_quantized(artifact *a)
 
             stored_tensor *zp = part(a, module, "weight_zero_point");
             int64_t groups = zp->shape[1];
-            words = allocate(zp->nbytes);
+            words = case_allocate(zp->nbytes);
             for (size_t w = 0; w < zp->nbytes / 4; w++)
                 words[w] = qref_load_u32(zp->data + 4 * w);
-            int8_t *zeros = allocate((size_t)(out * groups));
+            int8_t *zeros = case_allocate((size_t)(out * groups));
             qref_ct_unpack_columns(words, (size_t)out, (size_t)groups, bits, zeros);
             free(words);
             drop(a, zp->name);
@@ -394,7 +305,7 @@ static void write_case(const corpus *c, const char *name, bool stories, void (*e
 {
     artifact a;
     artifact_load(&a, stories ? c->stories_base : c->synth_base);
-    uint64_t rng = case_seed(name);
+    uint64_t rng = CORPUS_SEED ^ case_fnv1a(CASE_FNV1A_BASIS, name);
     edit(&a, &rng);
     artifact_write(&a, c->out_dir, name);
     artifact_free(&a);
@@ -467,7 +378,7 @@ static void edit_targets_unmatched(artifact *a, uint64_t *rng)
 /* WARNING ct.targets.overlap: a second group with the same args targeting a picked projection */
 static void edit_targets_overlap(artifact *a, uint64_t *rng)
 {
-    const char *projection = projections[rng_next(rng) % 7];
+    const char *projection = projections[case_rng_next(rng) % 7];
     cJSON *group = cJSON_Duplicate(group0(a), true);
     cJSON *targets = cJSON_CreateArray();
     char target[128];
@@ -543,7 +454,7 @@ static void edit_zero_point_range(artifact *a, uint64_t *rng)
     char module[256];
     pick_linear(a, rng, module, sizeof module);
     stored_tensor *zp = part(a, module, "weight_zero_point");
-    zp->data[rng_next(rng) % zp->nbytes] = 9;
+    zp->data[case_rng_next(rng) % zp->nbytes] = 9;
 }
 
 /* ct.codes.range: int-quantized, one I8 code of a picked linear set to -9 */
@@ -553,18 +464,19 @@ static void edit_codes_range(artifact *a, uint64_t *rng)
     char module[256];
     pick_linear(a, rng, module, sizeof module);
     stored_tensor *weight = part(a, module, "weight");
-    weight->data[rng_next(rng) % weight->nbytes] = (uint8_t)(int8_t)-9;
+    weight->data[case_rng_next(rng) % weight->nbytes] = (uint8_t)(int8_t)-9;
 }
 
 /* ct.padding (stories260k): a bit after the last of down_proj's 172 codes in a picked row */
 static void edit_padding(artifact *a, uint64_t *rng)
 {
     char module[256];
-    snprintf(module, sizeof module, "model.layers.%d.mlp.down_proj", (int)(rng_next(rng) % (uint64_t)layer_count(a)));
+    snprintf(module, sizeof module, "model.layers.%d.mlp.down_proj",
+             (int)(case_rng_next(rng) % (uint64_t)layer_count(a)));
     stored_tensor *packed = part(a, module, "weight_packed");
-    int64_t row = (int64_t)(rng_next(rng) % (uint64_t)packed->shape[0]);
+    int64_t row = (int64_t)(case_rng_next(rng) % (uint64_t)packed->shape[0]);
     uint8_t *word = packed->data + 4 * (size_t)(row * packed->shape[1] + packed->shape[1] - 1);
-    qref_store_u32(word, qref_load_u32(word) | (1u << (16 + rng_next(rng) % 16)));
+    qref_store_u32(word, qref_load_u32(word) | (1u << (16 + case_rng_next(rng) % 16)));
 }
 
 /* ct.scale.invalid: one weight_scale of a picked linear set to value */
@@ -573,7 +485,7 @@ static void edit_scale(artifact *a, uint64_t *rng, float value)
     char module[256];
     pick_linear(a, rng, module, sizeof module);
     stored_tensor *scale = part(a, module, "weight_scale");
-    qref_store_f32(scale->data + 4 * (rng_next(rng) % (scale->nbytes / 4)), value);
+    qref_store_f32(scale->data + 4 * (case_rng_next(rng) % (scale->nbytes / 4)), value);
 }
 
 static void edit_scale_nan(artifact *a, uint64_t *rng)
@@ -598,7 +510,7 @@ static void edit_g_idx_invalid(artifact *a, uint64_t *rng)
     char module[256];
     pick_linear(a, rng, module, sizeof module);
     stored_tensor *g_idx = part(a, module, "weight_g_idx");
-    qref_store_u32(g_idx->data + 4 * (rng_next(rng) % (g_idx->nbytes / 4)), 99);
+    qref_store_u32(g_idx->data + 4 * (case_rng_next(rng) % (g_idx->nbytes / 4)), 99);
 }
 
 /* ct.input_scale.missing: static input activations, a picked linear without input_scale */
@@ -625,8 +537,8 @@ static void write_targeted_float(const corpus *c)
     const char *name = "ct_targeted_float";
     artifact a;
     artifact_load(&a, c->synth_base);
-    uint64_t rng = case_seed(name);
-    char module[256], path[PATH_SIZE], weight_name[320];
+    uint64_t rng = CORPUS_SEED ^ case_fnv1a(CASE_FNV1A_BASIS, name);
+    char module[256], path[CASE_PATH_SIZE], weight_name[320];
     pick_linear(&a, &rng, module, sizeof module);
     static const char *const roles[] = {"weight_packed", "weight_shape", "weight_scale", "weight_zero_point"};
     for (size_t r = 0; r < 4; r++)
@@ -635,12 +547,12 @@ static void write_targeted_float(const corpus *c)
     qref_blob blob;
     qref_safetensors st;
     qref_error err = {0};
-    check_status(qref_blob_map_file(join(path, c->reference, "model.safetensors"), &blob, &err), &err);
-    check_status(qref_safetensors_parse(path, blob.data, blob.size, &st, &err), &err);
+    case_check_status(qref_blob_map_file(case_join_path(path, c->reference, "model.safetensors"), &blob, &err), &err);
+    case_check_status(qref_safetensors_parse(path, blob.data, blob.size, &st, &err), &err);
     snprintf(weight_name, sizeof weight_name, "%s.weight", module);
     const qref_tensor *dense = qref_tensor_set_find(&st.tensors, weight_name);
     if (dense == NULL)
-        fail("%s has no \"%s\"", path, weight_name);
+        case_fail("%s has no \"%s\"", path, weight_name);
     add(&a, weight_name, dense->dtype, 2, dense->shape[0], dense->shape[1], dense->data);
     qref_safetensors_free(&st);
     qref_blob_free(&blob);
@@ -650,11 +562,11 @@ static void write_targeted_float(const corpus *c)
 
 int main(int argc, char **argv)
 {
+    case_support_init("make_ct_malformed");
     if (argc != 5)
-        fail("usage: make_ct_malformed SYNTH_BASE STORIES_BASE SYNTH_REFERENCE OUT_DIR");
+        case_fail("usage: make_ct_malformed SYNTH_BASE STORIES_BASE SYNTH_REFERENCE OUT_DIR");
     corpus c = {.synth_base = argv[1], .stories_base = argv[2], .reference = argv[3], .out_dir = argv[4]};
-    if (mkdir(c.out_dir, 0755) != 0 && errno != EEXIST)
-        fail("%s: cannot create: %s", c.out_dir, strerror(errno));
+    case_make_dir(c.out_dir);
 
     static const struct {
         const char *name;

@@ -12,12 +12,9 @@
  * (quantize_config.json and config.json's quantization_config) changed. The comment of each
  * case says which finding verify must report.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -25,25 +22,13 @@
 #include "io/qref_blob.h"
 #include "io/qref_safetensors.h"
 
+#include "case_support.h"
+
 #define CASES_SEED 0x67707471636173ull
-#define PATH_SIZE 4096
-
-/* SplitMix64 (Steele, Lea and Flood, "Fast splittable pseudorandom number generators", 2014). */
-typedef struct case_rng {
-    uint64_t state;
-} case_rng;
-
-static uint64_t rng_next(case_rng *rng)
-{
-    uint64_t z = (rng->state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 
 /* An artifact folder: its mapped model.safetensors and its two config texts. */
 typedef struct artifact {
-    char dir[PATH_SIZE];
+    char dir[CASE_PATH_SIZE];
     qref_blob file;
     qref_safetensors weights;
     char *config;          /* config.json */
@@ -60,67 +45,18 @@ typedef struct case_writer {
     size_t owned_count;
     cJSON *config;
     cJSON *quantize_config;
-    case_rng rng;
+    uint64_t rng;  /* SplitMix64 state */
 } case_writer;
-
-__attribute__((format(printf, 1, 2), noreturn))
-static void fail(const char *fmt, ...)
-{
-    va_list args;
-    va_start(args, fmt);
-    fputs("make_gptq_cases: ", stderr);
-    vfprintf(stderr, fmt, args);
-    va_end(args);
-    fputc('\n', stderr);
-    exit(1);
-}
-
-static void check_status(qref_status status, const qref_error *err)
-{
-    if (status != QREF_OK)
-        fail("%s", err->message);
-}
-
-static void *allocate(size_t size)
-{
-    void *memory = calloc(1, size ? size : 1);
-    if (memory == NULL)
-        fail("out of memory for %zu bytes", size);
-    return memory;
-}
-
-static char *join(char *out, const char *dir, const char *name)
-{
-    int n = snprintf(out, PATH_SIZE, "%s/%s", dir, name);
-    if (n < 0 || n >= PATH_SIZE)
-        fail("path %s/%s is too long", dir, name);
-    return out;
-}
-
-static char *read_file(const char *path, size_t *size)
-{
-    char *text = NULL;
-    qref_error err = {0};
-    check_status(qref_file_read_all(path, 1 << 24, &text, size, &err), &err);
-    return text;
-}
-
-static void write_file(const char *path, const void *data, size_t size)
-{
-    qref_error err = {0};
-    check_status(qref_file_write_atomic(path, data, size, &err), &err);
-}
 
 static void artifact_open(artifact *a, const char *dir)
 {
     snprintf(a->dir, sizeof a->dir, "%s", dir);
-    char path[PATH_SIZE];
-    size_t size;
+    char path[CASE_PATH_SIZE];
     qref_error err = {0};
-    check_status(qref_blob_map_file(join(path, a->dir, "model.safetensors"), &a->file, &err), &err);
-    check_status(qref_safetensors_parse(path, a->file.data, a->file.size, &a->weights, &err), &err);
-    a->config = read_file(join(path, a->dir, "config.json"), &size);
-    a->quantize_config = read_file(join(path, a->dir, "quantize_config.json"), &size);
+    case_check_status(qref_blob_map_file(case_join_path(path, a->dir, "model.safetensors"), &a->file, &err), &err);
+    case_check_status(qref_safetensors_parse(path, a->file.data, a->file.size, &a->weights, &err), &err);
+    a->config = case_read_file(case_join_path(path, a->dir, "config.json"), NULL);
+    a->quantize_config = case_read_file(case_join_path(path, a->dir, "quantize_config.json"), NULL);
 }
 
 static void artifact_close(artifact *a)
@@ -138,7 +74,7 @@ static void case_begin(case_writer *w, const artifact *source, unsigned number)
     memset(w, 0, sizeof *w);
     w->source = source;
     const qref_tensor_set *set = &source->weights.tensors;
-    w->entries = allocate((set->count + 1) * sizeof *w->entries);
+    w->entries = case_allocate((set->count + 1) * sizeof *w->entries);
     for (size_t i = 0; i < set->count; i++) {
         const qref_tensor *tensor = &set->items[i];
         w->entries[i] = (qref_safetensors_entry){.name = tensor->name, .dtype = tensor->dtype,
@@ -150,8 +86,8 @@ static void case_begin(case_writer *w, const artifact *source, unsigned number)
     w->quantize_config = cJSON_Parse(source->quantize_config);
     if (w->config == NULL || w->quantize_config == NULL ||
         !cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(w->config, "quantization_config")))
-        fail("%s: config.json or quantize_config.json is not a GPTQ config", source->dir);
-    w->rng.state = CASES_SEED + number;
+        case_fail("%s: config.json or quantize_config.json is not a GPTQ config", source->dir);
+    w->rng = CASES_SEED + number;
 }
 
 static qref_safetensors_entry *find_entry(case_writer *w, const char *name)
@@ -159,7 +95,7 @@ static qref_safetensors_entry *find_entry(case_writer *w, const char *name)
     for (size_t i = 0; i < w->count; i++)
         if (strcmp(w->entries[i].name, name) == 0)
             return &w->entries[i];
-    fail("%s/model.safetensors has no tensor \"%s\"", w->source->dir, name);
+    case_fail("%s/model.safetensors has no tensor \"%s\"", w->source->dir, name);
 }
 
 static void drop_entry(case_writer *w, const char *name)
@@ -175,10 +111,10 @@ static uint8_t *own_entry(case_writer *w, const char *name)
 {
     qref_safetensors_entry *entry = find_entry(w, name);
     const qref_tensor *tensor = qref_tensor_set_find(&w->source->weights.tensors, name);
-    uint8_t *copy = allocate((size_t)tensor->nbytes);
+    uint8_t *copy = case_allocate((size_t)tensor->nbytes);
     memcpy(copy, tensor->data, (size_t)tensor->nbytes);
     if (w->owned_count == sizeof w->owned / sizeof w->owned[0])
-        fail("too many changed tensors in one case");
+        case_fail("too many changed tensors in one case");
     w->owned[w->owned_count++] = copy;
     entry->data = copy;
     return copy;
@@ -188,7 +124,7 @@ static const qref_tensor *source_tensor(const case_writer *w, const char *name)
 {
     const qref_tensor *tensor = qref_tensor_set_find(&w->source->weights.tensors, name);
     if (tensor == NULL)
-        fail("%s/model.safetensors has no tensor \"%s\"", w->source->dir, name);
+        case_fail("%s/model.safetensors has no tensor \"%s\"", w->source->dir, name);
     return tensor;
 }
 
@@ -200,7 +136,7 @@ static void set_config(case_writer *w, const char *key, const char *value)
     for (int k = 0; k < 2; k++) {
         cJSON *item = cJSON_Parse(value);
         if (item == NULL)
-            fail("invalid JSON value %s", value);
+            case_fail("invalid JSON value %s", value);
         if (cJSON_GetObjectItemCaseSensitive(targets[k], key) != NULL)
             cJSON_ReplaceItemInObjectCaseSensitive(targets[k], key, item);
         else
@@ -208,21 +144,16 @@ static void set_config(case_writer *w, const char *key, const char *value)
     }
 }
 
-static int compare_entries(const void *a, const void *b)
-{
-    return strcmp(((const qref_safetensors_entry *)a)->name, ((const qref_safetensors_entry *)b)->name);
-}
-
 static void write_json(const char *path, const cJSON *object)
 {
     char *text = cJSON_Print(object);
     if (text == NULL)
-        fail("cannot print %s", path);
+        case_fail("cannot print %s", path);
     size_t length = strlen(text);
-    char *line = allocate(length + 2);
+    char *line = case_allocate(length + 2);
     memcpy(line, text, length);
     line[length] = '\n';
-    write_file(path, line, length + 1);
+    case_write_file(path, line, length + 1);
     free(line);
     cJSON_free(text);
 }
@@ -230,23 +161,20 @@ static void write_json(const char *path, const cJSON *object)
 /* Writes OUT_DIR/name: model.safetensors, both configs and the source's tokenizer.model. */
 static void case_write(case_writer *w, const char *out_dir, const char *name)
 {
-    char dir[PATH_SIZE], path[PATH_SIZE], from[PATH_SIZE];
-    join(dir, out_dir, name);
-    if (mkdir(dir, 0755) != 0 && access(dir, F_OK) != 0)
-        fail("cannot create %s", dir);
-    qsort(w->entries, w->count, sizeof *w->entries, compare_entries);
+    char dir[CASE_PATH_SIZE], path[CASE_PATH_SIZE], from[CASE_PATH_SIZE];
+    case_join_path(dir, out_dir, name);
+    case_make_dir(dir);
+    qsort(w->entries, w->count, sizeof *w->entries, case_compare_entries);
     char key[] = "format", value[] = "pt";
     const qref_safetensors_meta metadata = {key, value};
     qref_error err = {0};
-    check_status(qref_safetensors_write(join(path, dir, "model.safetensors"), w->entries, w->count, &metadata, 1,
-                                        &err),
-                 &err);
-    write_json(join(path, dir, "config.json"), w->config);
-    write_json(join(path, dir, "quantize_config.json"), w->quantize_config);
-    size_t size = 0;
-    char *tokenizer = read_file(join(from, w->source->dir, "tokenizer.model"), &size);
-    write_file(join(path, dir, "tokenizer.model"), tokenizer, size);
-    free(tokenizer);
+    case_check_status(qref_safetensors_write(case_join_path(path, dir, "model.safetensors"), w->entries, w->count,
+                                             &metadata, 1, &err),
+                      &err);
+    write_json(case_join_path(path, dir, "config.json"), w->config);
+    write_json(case_join_path(path, dir, "quantize_config.json"), w->quantize_config);
+    case_copy_file(case_join_path(from, w->source->dir, "tokenizer.model"),
+                   case_join_path(path, dir, "tokenizer.model"));
     printf("wrote %s\n", dir);
 
     for (size_t k = 0; k < w->owned_count; k++)
@@ -262,7 +190,7 @@ static void case_write(case_writer *w, const char *out_dir, const char *name)
 /* Picks element [row][col] of a 1-D or 2-D tensor from the case's stream; returns its index. */
 static uint64_t pick(case_writer *w, const qref_tensor *tensor, int64_t *row, int64_t *col)
 {
-    uint64_t index = rng_next(&w->rng) % tensor->numel;
+    uint64_t index = case_rng_next(&w->rng) % tensor->numel;
     int64_t cols = tensor->ndim == 2 ? tensor->shape[1] : 1;
     *row = (int64_t)index / cols;
     *col = (int64_t)index % cols;
@@ -289,8 +217,8 @@ static uint8_t *zero_word(case_writer *w, const char *name, int64_t *group, int6
 {
     const qref_tensor *qzeros = source_tensor(w, name);
     int64_t outputs = qzeros->shape[1] * 8;
-    *group = (int64_t)(rng_next(&w->rng) % (uint64_t)qzeros->shape[0]);
-    *column = (int64_t)(rng_next(&w->rng) % (uint64_t)(avoid_top_field ? outputs / 8 * 7 : outputs));
+    *group = (int64_t)(case_rng_next(&w->rng) % (uint64_t)qzeros->shape[0]);
+    *column = (int64_t)(case_rng_next(&w->rng) % (uint64_t)(avoid_top_field ? outputs / 8 * 7 : outputs));
     if (avoid_top_field)
         *column = *column / 7 * 8 + *column % 7; /* fields 0..6 of a word */
     uint8_t *copy = own_entry(w, name);
@@ -308,7 +236,7 @@ static void encode_v1(case_writer *w, const char *name)
         for (int field = 0; field < 8; field++) {
             uint32_t zero = word >> (4 * field) & 15u;
             if (zero == 0)
-                fail("%s: zero point 0 has no v1 encoding", name);
+                case_fail("%s: zero point 0 has no v1 encoding", name);
             encoded |= (zero - 1) << (4 * field);
         }
         qref_store_u32(copy + 4 * k, encoded);
@@ -326,24 +254,24 @@ static const char *linear_name(char *buf, size_t size, int index)
 
 int main(int argc, char **argv)
 {
+    case_support_init("make_gptq_cases");
     if (argc != 4) {
         fprintf(stderr, "usage: make_gptq_cases MODELS_DIR BASE_DIR OUT_DIR\n");
         return 2;
     }
     const char *models = argv[1], *base = argv[2], *out = argv[3];
-    if (mkdir(out, 0755) != 0 && access(out, F_OK) != 0)
-        fail("cannot create %s", out);
-    char dir[PATH_SIZE];
+    case_make_dir(out);
+    char dir[CASE_PATH_SIZE];
     artifact autogptq, w4_v1, w4_v2, w4_sym, w8, w4_g32, act, stories_v1, stories_v2;
-    artifact_open(&autogptq, join(dir, models, "synth256-autogptq-w4g128"));
-    artifact_open(&w4_v1, join(dir, base, "synth256-w4g128-v1"));
-    artifact_open(&w4_v2, join(dir, base, "synth256-w4g128-v2"));
-    artifact_open(&w4_sym, join(dir, base, "synth256-w4g128-sym-v1"));
-    artifact_open(&w8, join(dir, base, "synth256-w8g128"));
-    artifact_open(&w4_g32, join(dir, base, "synth256-w4g32"));
-    artifact_open(&act, join(dir, base, "synth256-w4g128-act"));
-    artifact_open(&stories_v1, join(dir, base, "stories260k-w4-v1"));
-    artifact_open(&stories_v2, join(dir, base, "stories260k-w4-v2"));
+    artifact_open(&autogptq, case_join_path(dir, models, "synth256-autogptq-w4g128"));
+    artifact_open(&w4_v1, case_join_path(dir, base, "synth256-w4g128-v1"));
+    artifact_open(&w4_v2, case_join_path(dir, base, "synth256-w4g128-v2"));
+    artifact_open(&w4_sym, case_join_path(dir, base, "synth256-w4g128-sym-v1"));
+    artifact_open(&w8, case_join_path(dir, base, "synth256-w8g128"));
+    artifact_open(&w4_g32, case_join_path(dir, base, "synth256-w4g32"));
+    artifact_open(&act, case_join_path(dir, base, "synth256-w4g128-act"));
+    artifact_open(&stories_v1, case_join_path(dir, base, "stories260k-w4-v1"));
+    artifact_open(&stories_v2, case_join_path(dir, base, "stories260k-w4-v2"));
     case_writer w;
 
     /* gptq.missing: layer 1 k_proj has no qzeros. */
@@ -394,7 +322,7 @@ int main(int argc, char **argv)
         const char *name = "model.layers.0.self_attn.o_proj.g_idx";
         int64_t feature, unused;
         uint64_t index = pick(&w, source_tensor(&w, name), &feature, &unused);
-        uint32_t group = 2 + (uint32_t)(rng_next(&w.rng) % 1000);
+        uint32_t group = 2 + (uint32_t)(case_rng_next(&w.rng) % 1000);
         qref_store_u32(own_entry(&w, name) + 4 * index, group);
         printf("  %s[%lld] = %u\n", name, (long long)feature, group);
     }
@@ -458,9 +386,9 @@ int main(int argc, char **argv)
         const char *name = "model.layers.2.mlp.down_proj.qweight";
         const qref_tensor *qweight = source_tensor(&w, name);
         if (qweight->shape[0] != 22)
-            fail("%s: %lld rows, expected 22", name, (long long)qweight->shape[0]);
-        int64_t column = (int64_t)(rng_next(&w.rng) % (uint64_t)qweight->shape[1]);
-        unsigned bit = 16 + (unsigned)(rng_next(&w.rng) % 16);
+            case_fail("%s: %lld rows, expected 22", name, (long long)qweight->shape[0]);
+        int64_t column = (int64_t)(case_rng_next(&w.rng) % (uint64_t)qweight->shape[1]);
+        unsigned bit = 16 + (unsigned)(case_rng_next(&w.rng) % 16);
         uint8_t *word = own_entry(&w, name) + 4 * (size_t)(21 * qweight->shape[1] + column);
         qref_store_u32(word, qref_load_u32(word) | 1u << bit);
         printf("  %s[21][%lld]: bit %u set\n", name, (long long)column, bit);
@@ -505,7 +433,7 @@ int main(int argc, char **argv)
         for (int k = 0; k < 14; k++)
             order[k] = k;
         for (int k = 13; k > 0; k--) {
-            int j = (int)(rng_next(&w.rng) % (uint64_t)(k + 1)), t = order[k];
+            int j = (int)(case_rng_next(&w.rng) % (uint64_t)(k + 1)), t = order[k];
             order[k] = order[j];
             order[j] = t;
         }

@@ -19,62 +19,33 @@
  *   base-zero-v    synth256 with layer 0's v_proj weights set to zero (a model, not an adapter).
  * One adapter per finding id follows; the comment above each case says what it breaks.
  */
-#include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/qref_dtype.h"
 #include "io/qref_blob.h"
 #include "io/qref_safetensors.h"
 
+#include "case_support.h"
+
 #define CASES_SEED 0x6c6f72612d636173ull
-#define PATH_SIZE 4096
 #define V_ROWS 128   /* synth256's v_proj: 2 KV heads x head_dim 64 */
 #define HIDDEN 256
 
-__attribute__((format(printf, 1, 2), noreturn))
-static void fail(const char *fmt, ...)
+/* The SplitMix64 state of a case: FNV-1a of its name, starting from CASES_SEED. */
+static uint64_t rng_for(const char *name)
 {
-    va_list args;
-    va_start(args, fmt);
-    fputs("make_lora_cases: ", stderr);
-    vfprintf(stderr, fmt, args);
-    va_end(args);
-    fputc('\n', stderr);
-    exit(1);
-}
-
-/* SplitMix64 (Steele, Lea and Flood, 2014), seeded per case. */
-typedef struct cases_rng {
-    uint64_t state;
-} cases_rng;
-
-static uint64_t rng_next(cases_rng *rng)
-{
-    uint64_t z = (rng->state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static cases_rng rng_for(const char *name)
-{
-    cases_rng rng = {CASES_SEED};
-    for (const char *p = name; *p; p++)
-        rng.state = (rng.state ^ (uint8_t)*p) * 0x100000001b3ull;
-    return rng;
+    return case_fnv1a(CASES_SEED, name);
 }
 
 /* Uniform in [-0.05, 0.05), small like trained LoRA matrices. */
-static float rng_weight(cases_rng *rng)
+static float rng_weight(uint64_t *rng)
 {
-    return (float)((double)(rng_next(rng) >> 11) * 0x1p-53 - 0.5) * 0.1f;
+    return (float)((double)(case_rng_next(rng) >> 11) * 0x1p-53 - 0.5) * 0.1f;
 }
 
 /* ---- files ---------------------------------------------------------------------------------- */
@@ -88,42 +59,18 @@ typedef struct case_tensor {
 } case_tensor;
 
 typedef struct adapter_case {
-    char dir[PATH_SIZE];
+    char dir[CASE_PATH_SIZE];
     case_tensor tensors[64];
     size_t count;
 } adapter_case;
 
-/* Writes "dir/name" into out (PATH_SIZE bytes), failing when it does not fit. */
-static char *join(char *out, const char *dir, const char *name)
-{
-    int n = snprintf(out, PATH_SIZE, "%s/%s", dir, name);
-    if (n < 0 || n >= PATH_SIZE)
-        fail("path %s/%s is too long", dir, name);
-    return out;
-}
-
-static void make_dir(const char *path)
-{
-    if (mkdir(path, 0755) != 0 && errno != EEXIST)
-        fail("%s: cannot create the folder: %s", path, strerror(errno));
-}
-
-static void write_text(const char *dir, const char *name, const char *text)
-{
-    char path[PATH_SIZE];
-    join(path, dir, name);
-    qref_error err = {0};
-    if (qref_file_write_atomic(path, text, strlen(text), &err) != QREF_OK)
-        fail("%s", err.message);
-}
-
 static void case_begin(adapter_case *c, const char *out_dir, const char *name)
 {
     memset(c, 0, sizeof *c);
-    join(c->dir, out_dir, name);
-    make_dir(c->dir);
-    char path[PATH_SIZE];
-    join(path, c->dir, "adapter_model.bin");
+    case_join_path(c->dir, out_dir, name);
+    case_make_dir(c->dir);
+    char path[CASE_PATH_SIZE];
+    case_join_path(path, c->dir, "adapter_model.bin");
     unlink(path);
 }
 
@@ -131,7 +78,7 @@ static void case_begin(adapter_case *c, const char *out_dir, const char *name)
 static float *case_matrix(adapter_case *c, const char *name, int64_t rows, int64_t cols)
 {
     if (c->count == sizeof c->tensors / sizeof c->tensors[0])
-        fail("too many tensors in %s", c->dir);
+        case_fail("too many tensors in %s", c->dir);
     case_tensor *t = &c->tensors[c->count++];
     snprintf(t->name, sizeof t->name, "%s", name);
     t->dtype = QREF_DTYPE_F32;
@@ -139,14 +86,12 @@ static float *case_matrix(adapter_case *c, const char *name, int64_t rows, int64
     t->shape[0] = rows;
     t->shape[1] = cols;
     size_t count = (size_t)(rows * cols);
-    t->data = calloc(count > 0 ? count : 1, sizeof(float));
-    if (t->data == NULL)
-        fail("out of memory");
+    t->data = case_allocate(count * sizeof(float));
     return t->data;
 }
 
 /* Adds lora_A [r, cols] and lora_B [rows, r] of a module, random from rng, B scaled by b_scale. */
-static void case_pair(adapter_case *c, cases_rng *rng, const char *module, int64_t r, int64_t rows, int64_t cols,
+static void case_pair(adapter_case *c, uint64_t *rng, const char *module, int64_t r, int64_t rows, int64_t cols,
                       float b_scale)
 {
     char name[200];
@@ -162,7 +107,8 @@ static void case_pair(adapter_case *c, cases_rng *rng, const char *module, int64
 
 static void case_finish(adapter_case *c, const char *config)
 {
-    write_text(c->dir, "adapter_config.json", config);
+    char path[CASE_PATH_SIZE];
+    case_write_text(case_join_path(path, c->dir, "adapter_config.json"), config);
     qref_safetensors_entry entries[64];
     for (size_t i = 0; i < c->count; i++) {
         entries[i] = (qref_safetensors_entry){.name = c->tensors[i].name, .dtype = c->tensors[i].dtype,
@@ -170,12 +116,10 @@ static void case_finish(adapter_case *c, const char *config)
         entries[i].shape[0] = c->tensors[i].shape[0];
         entries[i].shape[1] = c->tensors[i].shape[1];
     }
-    char path[PATH_SIZE];
-    join(path, c->dir, "adapter_model.safetensors");
+    case_join_path(path, c->dir, "adapter_model.safetensors");
     const qref_safetensors_meta metadata[] = {{"format", "pt"}};
     qref_error err = {0};
-    if (qref_safetensors_write(path, entries, c->count, metadata, 1, &err) != QREF_OK)
-        fail("%s", err.message);
+    case_check_status(qref_safetensors_write(path, entries, c->count, metadata, 1, &err), &err);
     for (size_t i = 0; i < c->count; i++)
         free(c->tensors[i].data);
 }
@@ -194,58 +138,42 @@ static void config_text(char *out, size_t size, const char *peft_type, const cha
 typedef struct base_model {
     qref_blob file;
     qref_safetensors weights;
-    char dir[PATH_SIZE];
+    char dir[CASE_PATH_SIZE];
 } base_model;
 
 static const qref_tensor *base_tensor(const base_model *base, const char *name)
 {
     const qref_tensor *tensor = qref_tensor_set_find(&base->weights.tensors, name);
     if (tensor == NULL)
-        fail("%s: no tensor %s", base->dir, name);
+        case_fail("%s: no tensor %s", base->dir, name);
     return tensor;
-}
-
-/* Copies a file of the base snapshot into dir. */
-static void copy_file(const base_model *base, const char *dir, const char *name)
-{
-    char path[PATH_SIZE];
-    join(path, base->dir, name);
-    qref_blob blob = {0};
-    qref_error err = {0};
-    if (qref_blob_map_file(path, &blob, &err) != QREF_OK)
-        fail("%s", err.message);
-    join(path, dir, name);
-    if (qref_file_write_atomic(path, blob.data, blob.size, &err) != QREF_OK)
-        fail("%s", err.message);
-    qref_blob_free(&blob);
 }
 
 /* synth256 with layer 0's v_proj weights set to zero: what zero-v merges into. */
 static void write_base_zero_v(const base_model *base, const char *out_dir)
 {
-    char dir[PATH_SIZE], path[PATH_SIZE];
-    join(dir, out_dir, "base-zero-v");
-    make_dir(dir);
+    char dir[CASE_PATH_SIZE], path[CASE_PATH_SIZE], from[CASE_PATH_SIZE];
+    case_join_path(dir, out_dir, "base-zero-v");
+    case_make_dir(dir);
     const qref_tensor_set *set = &base->weights.tensors;
-    qref_safetensors_entry *entries = calloc(set->count, sizeof *entries);
+    qref_safetensors_entry *entries = case_allocate(set->count * sizeof *entries);
     void *zeros = NULL;
     for (size_t i = 0; i < set->count; i++) {
         const qref_tensor *t = &set->items[i];
         entries[i] = (qref_safetensors_entry){.name = t->name, .dtype = t->dtype, .ndim = t->ndim, .data = t->data};
         memcpy(entries[i].shape, t->shape, sizeof entries[i].shape);
         if (strcmp(t->name, "model.layers.0.self_attn.v_proj.weight") == 0) {
-            zeros = calloc(1, t->nbytes);
+            zeros = case_allocate(t->nbytes);
             entries[i].data = zeros;
         }
     }
     if (zeros == NULL)
-        fail("%s: no layer 0 v_proj", base->dir);
-    join(path, dir, "model.safetensors");
+        case_fail("%s: no layer 0 v_proj", base->dir);
+    case_join_path(path, dir, "model.safetensors");
     qref_error err = {0};
-    if (qref_safetensors_write(path, entries, set->count, NULL, 0, &err) != QREF_OK)
-        fail("%s", err.message);
-    copy_file(base, dir, "config.json");
-    copy_file(base, dir, "tokenizer.model");
+    case_check_status(qref_safetensors_write(path, entries, set->count, NULL, 0, &err), &err);
+    case_copy_file(case_join_path(from, base->dir, "config.json"), case_join_path(path, dir, "config.json"));
+    case_copy_file(case_join_path(from, base->dir, "tokenizer.model"), case_join_path(path, dir, "tokenizer.model"));
     free(zeros);
     free(entries);
 }
@@ -262,7 +190,7 @@ static void write_zero_v(const base_model *base, const char *out_dir, const char
     qref_error err = {0};
     if (v->shape[0] != V_ROWS || v->shape[1] != HIDDEN ||
         qref_convert_to_f32(v->dtype, v->data, (size_t)(V_ROWS * HIDDEN), a, &err) != QREF_OK)
-        fail("%s: layer 0 v_proj is not an F32 [128, 256] matrix", base->dir);
+        case_fail("%s: layer 0 v_proj is not an F32 [128, 256] matrix", base->dir);
     float *b = case_matrix(&c, "base_model.model.model.layers.0.self_attn.v_proj.lora_B.weight", V_ROWS, V_ROWS);
     for (int i = 0; i < V_ROWS; i++)
         b[i * V_ROWS + i] = -1.0f;
@@ -280,7 +208,7 @@ static void write_zero_b(const char *out_dir)
                                         {768, 256}, {768, 256}, {256, 768}};
     adapter_case c;
     case_begin(&c, out_dir, "zero-b");
-    cases_rng rng = rng_for("zero-b");
+    uint64_t rng = rng_for("zero-b");
     for (int layer = 0; layer < 2; layer++) {
         for (int k = 0; k < 7; k++) {
             char module[128];
@@ -296,7 +224,7 @@ static void write_zero_b(const char *out_dir)
 /* ---- one adapter per finding id ------------------------------------------------------------- */
 
 /* q_proj of both layers, r 8 (the valid core most malformed cases start from). */
-static void add_q_proj(adapter_case *c, cases_rng *rng, int64_t r)
+static void add_q_proj(adapter_case *c, uint64_t *rng, int64_t r)
 {
     case_pair(c, rng, "model.layers.0.self_attn.q_proj", r, 256, 256, 1.0f);
     case_pair(c, rng, "model.layers.1.self_attn.q_proj", r, 256, 256, 1.0f);
@@ -309,7 +237,7 @@ static void write_config_case(const char *out_dir, const char *name, const char 
 {
     adapter_case c;
     case_begin(&c, out_dir, name);
-    cases_rng rng = rng_for(name);
+    uint64_t rng = rng_for(name);
     add_q_proj(&c, &rng, 8);
     char config[2048];
     config_text(config, sizeof config, peft_type, members);
@@ -333,7 +261,7 @@ static void write_finding_cases(const char *out_dir)
 
     /* lora.unsupported: a DoRA adapter (use_dora and a magnitude vector per module) */
     case_begin(&c, out_dir, "dora");
-    cases_rng rng = rng_for("dora");
+    uint64_t rng = rng_for("dora");
     add_q_proj(&c, &rng, 8);
     float *magnitude = case_matrix(&c, "base_model.model.model.layers.0.self_attn.q_proj.lora_magnitude_vector", 1, 256);
     for (int i = 0; i < 256; i++)
@@ -398,7 +326,7 @@ static void write_finding_cases(const char *out_dir)
     case_begin(&c, out_dir, "nonfinite");
     rng = rng_for("nonfinite");
     add_q_proj(&c, &rng, 8);
-    ((float *)c.tensors[3].data)[rng_next(&rng) % (256 * 8)] = NAN;
+    ((float *)c.tensors[3].data)[case_rng_next(&rng) % (256 * 8)] = NAN;
     config_text(config, sizeof config, "LORA", q_members);
     case_finish(&c, config);
 
@@ -409,25 +337,26 @@ static void write_finding_cases(const char *out_dir)
     /* a pickled adapter_model.bin in place of adapter_model.safetensors */
     case_begin(&c, out_dir, "pickled");
     config_text(config, sizeof config, "LORA", q_members);
-    write_text(c.dir, "adapter_config.json", config);
-    char path[PATH_SIZE];
-    unlink(join(path, c.dir, "adapter_model.safetensors"));
-    write_text(c.dir, "adapter_model.bin", "PK\003\004 a zip archive as torch.save writes it");
+    char path[CASE_PATH_SIZE];
+    case_write_text(case_join_path(path, c.dir, "adapter_config.json"), config);
+    unlink(case_join_path(path, c.dir, "adapter_model.safetensors"));
+    case_write_text(case_join_path(path, c.dir, "adapter_model.bin"),
+                    "PK\003\004 a zip archive as torch.save writes it");
 }
 
 int main(int argc, char **argv)
 {
+    case_support_init("make_lora_cases");
     if (argc != 3)
-        fail("usage: make_lora_cases MODELS_DIR OUT_DIR");
+        case_fail("usage: make_lora_cases MODELS_DIR OUT_DIR");
     base_model base = {0};
-    join(base.dir, argv[1], "synth256");
-    char path[PATH_SIZE];
-    join(path, base.dir, "model.safetensors");
+    case_join_path(base.dir, argv[1], "synth256");
+    char path[CASE_PATH_SIZE];
+    case_join_path(path, base.dir, "model.safetensors");
     qref_error err = {0};
-    if (qref_blob_map_file(path, &base.file, &err) != QREF_OK ||
-        qref_safetensors_parse(path, base.file.data, base.file.size, &base.weights, &err) != QREF_OK)
-        fail("%s", err.message);
-    make_dir(argv[2]);
+    case_check_status(qref_blob_map_file(path, &base.file, &err), &err);
+    case_check_status(qref_safetensors_parse(path, base.file.data, base.file.size, &base.weights, &err), &err);
+    case_make_dir(argv[2]);
 
     write_base_zero_v(&base, argv[2]);
     write_zero_v(&base, argv[2], "zero-v", "  \"r\": 128,\n  \"lora_alpha\": 128,\n"

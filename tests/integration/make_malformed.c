@@ -18,14 +18,11 @@
  */
 #include <archive.h>
 #include <archive_entry.h>
-#include <dirent.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -35,25 +32,13 @@
 #include "io/qref_blob.h"
 #include "io/qref_safetensors.h"
 
+#include "case_support.h"
+
 #define CORPUS_SEED 0x6d616c666f726d64ull
-#define PATH_SIZE 4096
-
-/* SplitMix64 (Steele, Lea and Flood, "Fast splittable pseudorandom number generators", 2014). */
-typedef struct corpus_rng {
-    uint64_t state;
-} corpus_rng;
-
-static uint64_t rng_next(corpus_rng *rng)
-{
-    uint64_t z = (rng->state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 
 /* A fixture model: its folder and its mapped, parsed model.safetensors. */
 typedef struct source_model {
-    char dir[PATH_SIZE];
+    char dir[CASE_PATH_SIZE];
     qref_blob file;
     qref_safetensors weights;  /* tensor data points into file */
     uint64_t data_start;       /* 8 + header length: offset of the data buffer in file */
@@ -63,138 +48,33 @@ typedef struct corpus {
     const char *out_dir;
     source_model stories;      /* models/stories260k */
     source_model gptq;         /* models/synth256-autogptq-w4g128 */
-    corpus_rng rng;            /* reseeded for each case */
+    uint64_t rng;              /* SplitMix64 state, reseeded for each case */
 } corpus;
 
 /* ---- helpers: failures, paths and files ------------------------------------------------- */
 
-__attribute__((format(printf, 1, 2), noreturn))
-static void fail(const char *fmt, ...)
-{
-    va_list args;
-    va_start(args, fmt);
-    fputs("make_malformed: ", stderr);
-    vfprintf(stderr, fmt, args);
-    va_end(args);
-    fputc('\n', stderr);
-    exit(1);
-}
-
-static void check_status(qref_status status, const qref_error *err)
-{
-    if (status != QREF_OK)
-        fail("%s", err->message);
-}
-
-static void *allocate(size_t size)
-{
-    void *memory = calloc(1, size ? size : 1);
-    if (memory == NULL)
-        fail("out of memory for %zu bytes", size);
-    return memory;
-}
-
-/* Writes "dir/name" into out (PATH_SIZE bytes). */
-static char *join(char *out, const char *dir, const char *name)
-{
-    int n = snprintf(out, PATH_SIZE, "%s/%s", dir, name);
-    if (n < 0 || n >= PATH_SIZE)
-        fail("path %s/%s is too long", dir, name);
-    return out;
-}
-
-/* Removes path and, when it is a folder, everything in it. Symbolic links are removed, never followed. */
-static void remove_tree(const char *path)
-{
-    struct stat st;
-    if (lstat(path, &st) != 0) {
-        if (errno == ENOENT)
-            return;
-        fail("%s: cannot stat: %s", path, strerror(errno));
-    }
-    if (!S_ISDIR(st.st_mode)) {
-        if (unlink(path) != 0)
-            fail("%s: cannot remove: %s", path, strerror(errno));
-        return;
-    }
-    DIR *dir = opendir(path);
-    if (dir == NULL)
-        fail("%s: cannot open the folder: %s", path, strerror(errno));
-    struct dirent *entry;
-    while ((entry = readdir(dir)) != NULL) {
-        if (strcmp(entry->d_name, ".") == 0 || strcmp(entry->d_name, "..") == 0)
-            continue;
-        char child[PATH_SIZE];
-        remove_tree(join(child, path, entry->d_name));
-    }
-    closedir(dir);
-    if (rmdir(path) != 0)
-        fail("%s: cannot remove the folder: %s", path, strerror(errno));
-}
-
-static void make_dir(const char *path)
-{
-    if (mkdir(path, 0755) != 0 && errno != EEXIST)
-        fail("%s: cannot create the folder: %s", path, strerror(errno));
-}
-
-static void write_file(const char *path, const void *data, size_t size)
-{
-    qref_error err = {0};
-    check_status(qref_file_write_atomic(path, data, size, &err), &err);
-}
-
-static void write_text(const char *path, const char *text)
-{
-    write_file(path, text, strlen(text));
-}
-
 static void map_file(const char *path, qref_blob *blob)
 {
     qref_error err = {0};
-    check_status(qref_blob_map_file(path, blob, &err), &err);
-}
-
-static void copy_file(const char *from, const char *to)
-{
-    qref_blob blob;
-    map_file(from, &blob);
-    write_file(to, blob.data, blob.size);
-    qref_blob_free(&blob);
+    case_check_status(qref_blob_map_file(path, blob, &err), &err);
 }
 
 /* Reads a source file as a NUL-terminated string. */
 static char *read_text(const source_model *m, const char *name)
 {
-    char path[PATH_SIZE], *text = NULL;
-    qref_error err = {0};
-    check_status(qref_file_read_all(join(path, m->dir, name), 1u << 20, &text, NULL, &err), &err);
-    return text;
-}
-
-/* Returns a heap copy of text with its only occurrence of from replaced by to. */
-static char *replace_once(const char *text, const char *from, const char *to)
-{
-    const char *at = strstr(text, from);
-    if (at == NULL || strstr(at + 1, from) != NULL)
-        fail("expected exactly one \"%s\" in the source text", from);
-    size_t before = (size_t)(at - text), from_length = strlen(from), to_length = strlen(to);
-    char *out = allocate(strlen(text) - from_length + to_length + 1);
-    memcpy(out, text, before);
-    memcpy(out + before, to, to_length);
-    strcpy(out + before + to_length, at + from_length);
-    return out;
+    char path[CASE_PATH_SIZE];
+    return case_read_file(case_join_path(path, m->dir, name), NULL);
 }
 
 /* ---- helpers: the source models --------------------------------------------------------- */
 
 static void source_open(source_model *m, const char *models_dir, const char *name)
 {
-    join(m->dir, models_dir, name);
-    char path[PATH_SIZE];
-    map_file(join(path, m->dir, "model.safetensors"), &m->file);
+    case_join_path(m->dir, models_dir, name);
+    char path[CASE_PATH_SIZE];
+    map_file(case_join_path(path, m->dir, "model.safetensors"), &m->file);
     qref_error err = {0};
-    check_status(qref_safetensors_parse(path, m->file.data, m->file.size, &m->weights, &err), &err);
+    case_check_status(qref_safetensors_parse(path, m->file.data, m->file.size, &m->weights, &err), &err);
     m->data_start = 8 + m->weights.header_size;
 }
 
@@ -208,7 +88,7 @@ static const qref_tensor *source_tensor(const source_model *m, const char *name)
 {
     const qref_tensor *tensor = qref_tensor_set_find(&m->weights.tensors, name);
     if (tensor == NULL)
-        fail("%s/model.safetensors has no tensor \"%s\"", m->dir, name);
+        case_fail("%s/model.safetensors has no tensor \"%s\"", m->dir, name);
     return tensor;
 }
 
@@ -216,24 +96,24 @@ static const qref_tensor *source_tensor(const source_model *m, const char *name)
 static void copy_companions(const source_model *m, const char *case_dir)
 {
     static const char *const names[] = {"config.json", "quantize_config.json", "tokenizer.model"};
-    make_dir(case_dir);
+    case_make_dir(case_dir);
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        char from[PATH_SIZE], to[PATH_SIZE];
-        if (access(join(from, m->dir, names[i]), F_OK) == 0)
-            copy_file(from, join(to, case_dir, names[i]));
+        char from[CASE_PATH_SIZE], to[CASE_PATH_SIZE];
+        if (access(case_join_path(from, m->dir, names[i]), F_OK) == 0)
+            case_copy_file(from, case_join_path(to, case_dir, names[i]));
     }
 }
 
 static void write_weights(const char *case_dir, const void *data, size_t size)
 {
-    char path[PATH_SIZE];
-    write_file(join(path, case_dir, "model.safetensors"), data, size);
+    char path[CASE_PATH_SIZE];
+    case_write_file(case_join_path(path, case_dir, "model.safetensors"), data, size);
 }
 
 /* Returns a heap copy of the source's model.safetensors, to patch bytes in. */
 static uint8_t *weights_copy(const source_model *m)
 {
-    uint8_t *copy = allocate(m->file.size);
+    uint8_t *copy = case_allocate(m->file.size);
     memcpy(copy, m->file.data, m->file.size);
     return copy;
 }
@@ -243,7 +123,7 @@ static uint8_t *element_in_copy(const source_model *m, uint8_t *copy, const char
 {
     const qref_tensor *tensor = source_tensor(m, name);
     if (index >= tensor->numel)
-        fail("tensor \"%s\" has no element %llu", name, (unsigned long long)index);
+        case_fail("tensor \"%s\" has no element %llu", name, (unsigned long long)index);
     size_t offset = (size_t)(tensor->data - m->file.data);
     return copy + offset + (size_t)index * qref_dtype_size(tensor->dtype);
 }
@@ -269,7 +149,7 @@ static int compare_entries_by_offset(const void *a, const void *b)
 static header_entry *header_entries(const source_model *m, size_t *count)
 {
     const qref_tensor_set *set = &m->weights.tensors;
-    header_entry *entries = allocate((set->count + 1) * sizeof *entries);
+    header_entry *entries = case_allocate((set->count + 1) * sizeof *entries);
     for (size_t i = 0; i < set->count; i++) {
         const qref_tensor *tensor = &set->items[i];
         header_entry *entry = &entries[i];
@@ -290,7 +170,7 @@ static header_entry *find_entry(header_entry *entries, size_t count, const char 
     for (size_t i = 0; i < count; i++)
         if (strcmp(entries[i].name, name) == 0)
             return &entries[i];
-    fail("no header entry \"%s\"", name);
+    case_fail("no header entry \"%s\"", name);
 }
 
 /*
@@ -305,7 +185,7 @@ static void write_weights_with_header(const source_model *m, const char *case_di
     size_t header_length = 0;
     FILE *out = open_memstream(&header, &header_length);
     if (out == NULL)
-        fail("open_memstream: %s", strerror(errno));
+        case_fail("open_memstream: %s", strerror(errno));
     fputs("{\"__metadata__\":{\"format\":\"pt\"}", out);
     for (size_t i = 0; i < count; i++) {
         const header_entry *e = &entries[i];
@@ -318,11 +198,11 @@ static void write_weights_with_header(const source_model *m, const char *case_di
     while (ftell(out) % 8 != 0)
         fputc(' ', out);
     if (fclose(out) != 0)
-        fail("cannot format a safetensors header");
+        case_fail("cannot format a safetensors header");
 
     size_t data_size = m->file.size - m->data_start;
     size_t size = 8 + header_length + data_size;
-    uint8_t *file = allocate(size);
+    uint8_t *file = case_allocate(size);
     qref_store_u64(file, header_length);
     memcpy(file + 8, header, header_length);
     memcpy(file + 8 + header_length, m->file.data + m->data_start, data_size);
@@ -340,7 +220,7 @@ static const qref_safetensors_meta format_metadata = {metadata_key, metadata_val
 static qref_safetensors_entry *writer_entries(const source_model *m, size_t *count)
 {
     const qref_tensor_set *set = &m->weights.tensors;
-    qref_safetensors_entry *entries = allocate((set->count + 1) * sizeof *entries);
+    qref_safetensors_entry *entries = case_allocate((set->count + 1) * sizeof *entries);
     for (size_t i = 0; i < set->count; i++) {
         const qref_tensor *tensor = &set->items[i];
         entries[i] = (qref_safetensors_entry){.name = tensor->name, .dtype = tensor->dtype, .ndim = tensor->ndim,
@@ -354,7 +234,7 @@ static qref_safetensors_entry *writer_entries(const source_model *m, size_t *cou
 static void write_safetensors(const char *path, const qref_safetensors_entry *entries, size_t count)
 {
     qref_error err = {0};
-    check_status(qref_safetensors_write(path, entries, count, &format_metadata, 1, &err), &err);
+    case_check_status(qref_safetensors_write(path, entries, count, &format_metadata, 1, &err), &err);
 }
 
 /* Removes the entry of this name from entries[0..*count), keeping the order. */
@@ -367,7 +247,7 @@ static void drop_writer_entry(qref_safetensors_entry *entries, size_t *count, co
             return;
         }
     }
-    fail("no writer entry \"%s\"", name);
+    case_fail("no writer entry \"%s\"", name);
 }
 
 /* ---- helpers: sharded snapshots --------------------------------------------------------- */
@@ -398,9 +278,9 @@ static void write_index(const source_model *m, const char *case_dir, const char 
     cJSON_AddNumberToObject(metadata, "total_size", (double)total);
     char *text = cJSON_Print(root);
     if (text == NULL)
-        fail("cannot format the shard index");
-    char path[PATH_SIZE];
-    write_text(join(path, case_dir, "model.safetensors.index.json"), text);
+        case_fail("cannot format the shard index");
+    char path[CASE_PATH_SIZE];
+    case_write_text(case_join_path(path, case_dir, "model.safetensors.index.json"), text);
     cJSON_free(text);
     cJSON_Delete(root);
 }
@@ -434,7 +314,7 @@ static void write_archive(const char *path, bool zip, const archive_item *items,
 {
     struct archive *a = archive_write_new();
     if (a == NULL)
-        fail("archive_write_new failed");
+        case_fail("archive_write_new failed");
     int r = zip ? archive_write_set_format_zip(a) : archive_write_set_format_pax_restricted(a);
     if (r == ARCHIVE_OK)
         r = archive_write_open_filename(a, path);
@@ -461,14 +341,14 @@ static void write_archive(const char *path, bool zip, const archive_item *items,
     if (r == ARCHIVE_OK)
         r = archive_write_close(a);
     if (r != ARCHIVE_OK)
-        fail("%s: cannot write the archive: %s", path, archive_error_string(a));
+        case_fail("%s: cannot write the archive: %s", path, archive_error_string(a));
     archive_write_free(a);
 }
 
 /* The three files of the stories260k snapshot, mapped, as archive items named prefix + name. */
 typedef struct snapshot_items {
     qref_blob blobs[3];
-    char names[3][PATH_SIZE];
+    char names[3][CASE_PATH_SIZE];
     archive_item items[4];     /* the three files and one spare slot for the malformed entry */
 } snapshot_items;
 
@@ -476,9 +356,9 @@ static void snapshot_items_init(snapshot_items *s, const source_model *m, const 
 {
     static const char *const files[] = {"config.json", "model.safetensors", "tokenizer.model"};
     for (int i = 0; i < 3; i++) {
-        char path[PATH_SIZE];
-        map_file(join(path, m->dir, files[i]), &s->blobs[i]);
-        snprintf(s->names[i], PATH_SIZE, "%s%s", prefix, files[i]);
+        char path[CASE_PATH_SIZE];
+        map_file(case_join_path(path, m->dir, files[i]), &s->blobs[i]);
+        snprintf(s->names[i], CASE_PATH_SIZE, "%s%s", prefix, files[i]);
         s->items[i] = (archive_item){s->names[i], s->blobs[i].data, s->blobs[i].size, NULL};
     }
 }
@@ -497,7 +377,7 @@ static const char stray_text[] = "written by make_malformed: an archive entry th
  * Expected: "model.safetensors: file is K bytes, expected at least 8". */
 static void case_safetensors_truncated_length(corpus *c, const char *path)
 {
-    size_t cut = 1 + rng_next(&c->rng) % 7;
+    size_t cut = 1 + case_rng_next(&c->rng) % 7;
     copy_companions(&c->stories, path);
     write_weights(path, c->stories.file.data, cut);
     printf("  cut at byte %zu\n", cut);
@@ -508,7 +388,7 @@ static void case_safetensors_truncated_length(corpus *c, const char *path)
 static void case_safetensors_truncated_header(corpus *c, const char *path)
 {
     uint64_t header = c->stories.weights.header_size;
-    size_t cut = (size_t)(8 + 1 + rng_next(&c->rng) % (header - 1));
+    size_t cut = (size_t)(8 + 1 + case_rng_next(&c->rng) % (header - 1));
     copy_companions(&c->stories, path);
     write_weights(path, c->stories.file.data, cut);
     printf("  cut at byte %zu of the %llu-byte header\n", cut, (unsigned long long)header);
@@ -520,7 +400,7 @@ static void case_safetensors_truncated_data(corpus *c, const char *path)
 {
     const source_model *m = &c->stories;
     size_t data_size = m->file.size - m->data_start;
-    size_t cut = (size_t)m->data_start + 1 + (size_t)(rng_next(&c->rng) % (data_size - 1));
+    size_t cut = (size_t)m->data_start + 1 + (size_t)(case_rng_next(&c->rng) % (data_size - 1));
     copy_companions(m, path);
     write_weights(path, m->file.data, cut);
     printf("  cut at byte %zu of %zu\n", cut, m->file.size);
@@ -535,8 +415,8 @@ static void case_safetensors_offsets_past_end(corpus *c, const char *path)
     header_entry *entries = header_entries(&c->stories, &count);
     header_entry *last = find_entry(entries, count, "model.norm.weight");
     if (last != &entries[count - 1])
-        fail("model.norm.weight is not the last tensor of stories260k");
-    uint64_t shift = 4 * (1 + rng_next(&c->rng) % 1024);
+        case_fail("model.norm.weight is not the last tensor of stories260k");
+    uint64_t shift = 4 * (1 + case_rng_next(&c->rng) % 1024);
     last->begin += shift;
     last->end += shift;
     copy_companions(&c->stories, path);
@@ -555,10 +435,10 @@ static void case_safetensors_overlap(corpus *c, const char *path)
     header_entry *first = find_entry(entries, count, "model.layers.0.self_attn.o_proj.weight");
     header_entry *second = find_entry(entries, count, "model.layers.0.self_attn.q_proj.weight");
     if (second != first + 1)
-        fail("q_proj does not follow o_proj in stories260k");
+        case_fail("q_proj does not follow o_proj in stories260k");
     uint64_t smaller = first->end - first->begin < second->end - second->begin ? first->end - first->begin
                                                                                 : second->end - second->begin;
-    uint64_t shift = 4 * (1 + rng_next(&c->rng) % (smaller / 4 - 1)); /* < the size of o_proj */
+    uint64_t shift = 4 * (1 + case_rng_next(&c->rng) % (smaller / 4 - 1)); /* < the size of o_proj */
     second->begin -= shift;
     second->end -= shift;
     copy_companions(&c->stories, path);
@@ -610,9 +490,9 @@ static void case_safetensors_unknown_dtype(corpus *c, const char *path)
  * snapshot, but weight_map names none of its tensors'. */
 static void case_sharded_index_lacks_shard(corpus *c, const char *path)
 {
-    char first[PATH_SIZE], second[PATH_SIZE];
+    char first[CASE_PATH_SIZE], second[CASE_PATH_SIZE];
     copy_companions(&c->stories, path);
-    write_shards(&c->stories, join(first, path, SHARD_1), join(second, path, SHARD_2));
+    write_shards(&c->stories, case_join_path(first, path, SHARD_1), case_join_path(second, path, SHARD_2));
     write_index(&c->stories, path, NULL);
 }
 
@@ -621,9 +501,9 @@ static void case_sharded_index_lacks_shard(corpus *c, const char *path)
  * in the snapshot'. */
 static void case_sharded_index_missing_shard(corpus *c, const char *path)
 {
-    char first[PATH_SIZE];
+    char first[CASE_PATH_SIZE];
     copy_companions(&c->stories, path);
-    write_shards(&c->stories, join(first, path, SHARD_1), NULL);
+    write_shards(&c->stories, case_join_path(first, path, SHARD_1), NULL);
     write_index(&c->stories, path, SHARD_2);
 }
 
@@ -633,9 +513,10 @@ static void case_sharded_index_missing_shard(corpus *c, const char *path)
  * file name'. */
 static void case_sharded_index_parent_path(corpus *c, const char *path)
 {
-    char first[PATH_SIZE], outside[PATH_SIZE];
+    char first[CASE_PATH_SIZE], outside[CASE_PATH_SIZE];
     copy_companions(&c->stories, path);
-    write_shards(&c->stories, join(first, path, SHARD_1), join(outside, c->out_dir, "x.safetensors"));
+    write_shards(&c->stories, case_join_path(first, path, SHARD_1),
+                 case_join_path(outside, c->out_dir, "x.safetensors"));
     write_index(&c->stories, path, "../x.safetensors");
 }
 
@@ -644,7 +525,7 @@ static void case_sharded_index_parent_path(corpus *c, const char *path)
 /* Picks one element of a [rows, cols] tensor from the case's stream. */
 static uint64_t pick_element(corpus *c, const qref_tensor *tensor, int64_t *row, int64_t *col)
 {
-    uint64_t index = rng_next(&c->rng) % tensor->numel;
+    uint64_t index = case_rng_next(&c->rng) % tensor->numel;
     int64_t cols = tensor->ndim == 2 ? tensor->shape[1] : 1;
     *row = (int64_t)index / cols;
     *col = (int64_t)index % cols;
@@ -699,15 +580,15 @@ static void case_gptq_qweight_wrong_shape(corpus *c, const char *path)
 
     /* 2 x 32 rows of seeded words: what an 8-bit pack of the same linear would store */
     int64_t rows = 2 * qweight->shape[0], cols = qweight->shape[1];
-    uint8_t *words = allocate((size_t)(rows * cols) * 4);
+    uint8_t *words = case_allocate((size_t)(rows * cols) * 4);
     for (int64_t i = 0; i < rows * cols; i++)
-        qref_store_u32(words + 4 * i, (uint32_t)rng_next(&c->rng));
+        qref_store_u32(words + 4 * i, (uint32_t)case_rng_next(&c->rng));
     entry->shape[0] = rows;
     entry->data = words;
 
-    char weights[PATH_SIZE];
+    char weights[CASE_PATH_SIZE];
     copy_companions(&c->gptq, path);
-    write_safetensors(join(weights, path, "model.safetensors"), entries, count);
+    write_safetensors(case_join_path(weights, path, "model.safetensors"), entries, count);
     free(words);
     free(entries);
 }
@@ -742,8 +623,8 @@ static void case_gptq_zero_point_underflow(corpus *c, const char *path)
     const char *name = "model.layers.0.mlp.down_proj.qzeros";
     const qref_tensor *qzeros = source_tensor(&c->gptq, name);
     int64_t groups = qzeros->shape[0], out_features = qzeros->shape[1] * 32 / 4;
-    int64_t group = (int64_t)(rng_next(&c->rng) % (uint64_t)groups);
-    int64_t column = (int64_t)(rng_next(&c->rng) % (uint64_t)out_features);
+    int64_t group = (int64_t)(case_rng_next(&c->rng) % (uint64_t)groups);
+    int64_t column = (int64_t)(case_rng_next(&c->rng) % (uint64_t)out_features);
 
     /* zero point `column` of row `group` is bits [4 * column, 4 * column + 4) of the row's stream */
     uint8_t *copy = weights_copy(&c->gptq);
@@ -763,7 +644,7 @@ static void case_gptq_g_idx_out_of_range(corpus *c, const char *path)
     const char *name = "model.layers.1.mlp.up_proj.g_idx";
     int64_t feature, unused;
     uint64_t index = pick_element(c, source_tensor(&c->gptq, name), &feature, &unused);
-    uint32_t group = 2 + (uint32_t)(rng_next(&c->rng) % 1000);
+    uint32_t group = 2 + (uint32_t)(case_rng_next(&c->rng) % 1000);
     uint8_t *copy = weights_copy(&c->gptq);
     qref_store_u32(element_in_copy(&c->gptq, copy, name, index), group);
     copy_companions(&c->gptq, path);
@@ -777,11 +658,11 @@ static void case_gptq_g_idx_out_of_range(corpus *c, const char *path)
 static void case_gptq_bits_disagree(corpus *c, const char *path)
 {
     char *config = read_text(&c->gptq, "config.json");
-    char *changed = replace_once(config, "\"bits\": 4", "\"bits\": 8");
-    char target[PATH_SIZE];
+    char *changed = case_replace_once(config, "\"bits\": 4", "\"bits\": 8");
+    char target[CASE_PATH_SIZE];
     copy_companions(&c->gptq, path);
     write_weights(path, c->gptq.file.data, c->gptq.file.size);
-    write_text(join(target, path, "config.json"), changed);
+    case_write_text(case_join_path(target, path, "config.json"), changed);
     free(changed);
     free(config);
 }
@@ -802,7 +683,7 @@ static void case_gptq_linear_unquantized(corpus *c, const char *path)
     /* dequantize with the library's GPTQ codec, then round to f16 as the artifact's dtype */
     qref_gptq_config config;
     qref_error err = {0};
-    check_status(qref_gptq_config_load(c->gptq.dir, &config, &err), &err);
+    case_check_status(qref_gptq_config_load(c->gptq.dir, &config, &err), &err);
     qref_gptq_linear linear = {
         .prefix = module,
         .qweight = source_tensor(&c->gptq, name[0]),
@@ -812,9 +693,9 @@ static void case_gptq_linear_unquantized(corpus *c, const char *path)
         .out_features = out_features,
         .in_features = in_features,
     };
-    float *weight = allocate((size_t)(out_features * in_features) * sizeof(float));
-    check_status(qref_gptq_dequantize(&linear, &config, weight, &err), &err);
-    uint8_t *half = allocate((size_t)(out_features * in_features) * 2);
+    float *weight = case_allocate((size_t)(out_features * in_features) * sizeof(float));
+    case_check_status(qref_gptq_dequantize(&linear, &config, weight, &err), &err);
+    uint8_t *half = case_allocate((size_t)(out_features * in_features) * 2);
     for (int64_t i = 0; i < out_features * in_features; i++)
         qref_store_u16(half + 2 * i, qref_f32_to_f16(weight[i]));
 
@@ -827,9 +708,9 @@ static void case_gptq_linear_unquantized(corpus *c, const char *path)
     entries[count++] = (qref_safetensors_entry){.name = weight_name, .dtype = QREF_DTYPE_F16, .ndim = 2,
                                                 .shape = {out_features, in_features}, .data = half};
 
-    char weights[PATH_SIZE];
+    char weights[CASE_PATH_SIZE];
     copy_companions(&c->gptq, path);
-    write_safetensors(join(weights, path, "model.safetensors"), entries, count);
+    write_safetensors(case_join_path(weights, path, "model.safetensors"), entries, count);
     free(entries);
     free(half);
     free(weight);
@@ -887,11 +768,11 @@ static void case_archive_tar_absolute_path(corpus *c, const char *path)
  * Expected: "config.json not found". */
 static void case_config_missing(corpus *c, const char *path)
 {
-    char config[PATH_SIZE];
+    char config[CASE_PATH_SIZE];
     copy_companions(&c->stories, path);
     write_weights(path, c->stories.file.data, c->stories.file.size);
-    if (unlink(join(config, path, "config.json")) != 0)
-        fail("%s: cannot remove: %s", config, strerror(errno));
+    if (unlink(case_join_path(config, path, "config.json")) != 0)
+        case_fail("%s: cannot remove: %s", config, strerror(errno));
 }
 
 /* config.json declares model_type "mistral".
@@ -899,11 +780,11 @@ static void case_config_missing(corpus *c, const char *path)
 static void case_config_unknown_model_type(corpus *c, const char *path)
 {
     char *config = read_text(&c->stories, "config.json");
-    char *changed = replace_once(config, "\"model_type\": \"llama\"", "\"model_type\": \"mistral\"");
-    char target[PATH_SIZE];
+    char *changed = case_replace_once(config, "\"model_type\": \"llama\"", "\"model_type\": \"mistral\"");
+    char target[CASE_PATH_SIZE];
     copy_companions(&c->stories, path);
     write_weights(path, c->stories.file.data, c->stories.file.size);
-    write_text(join(target, path, "config.json"), changed);
+    case_write_text(case_join_path(target, path, "config.json"), changed);
     free(changed);
     free(config);
 }
@@ -944,32 +825,24 @@ static const malformed_case cases[] = {
     {"config_unknown_model_type", "", case_config_unknown_model_type},
 };
 
-/* FNV-1a of the case name, so each case draws from its own stream. */
-static uint64_t name_hash(const char *name)
-{
-    uint64_t hash = 0xcbf29ce484222325ull;
-    for (const unsigned char *p = (const unsigned char *)name; *p != '\0'; p++)
-        hash = (hash ^ *p) * 0x100000001b3ull;
-    return hash;
-}
-
 int main(int argc, char **argv)
 {
+    case_support_init("make_malformed");
     if (argc != 3) {
         fprintf(stderr, "usage: make_malformed MODELS_DIR OUT_DIR\n");
         return 2;
     }
     corpus c = {.out_dir = argv[2]};
-    make_dir(c.out_dir);
+    case_make_dir(c.out_dir);
     source_open(&c.stories, argv[1], "stories260k");
     source_open(&c.gptq, argv[1], "synth256-autogptq-w4g128");
 
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        char file_name[256], path[PATH_SIZE];
+        char file_name[256], path[CASE_PATH_SIZE];
         snprintf(file_name, sizeof file_name, "%s%s", cases[i].name, cases[i].suffix);
-        join(path, c.out_dir, file_name);
-        remove_tree(path);
-        c.rng.state = CORPUS_SEED ^ name_hash(cases[i].name);
+        case_join_path(path, c.out_dir, file_name);
+        case_remove_tree(path);
+        c.rng = CORPUS_SEED ^ case_fnv1a(CASE_FNV1A_BASIS, cases[i].name);
         printf("%s\n", path);
         cases[i].write(&c, path);
     }

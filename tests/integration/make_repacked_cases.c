@@ -21,12 +21,9 @@
  *   gptq-planar        GPTQModel checkpoint_format "gptq_p", bits 5
  *   gptq-6bit          GPTQ bits 6 (GPTQModel stores 5-7 bits only planar) without a format key
  */
-#include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include <cjson/cJSON.h>
 
@@ -34,41 +31,12 @@
 #include "io/qref_blob.h"
 #include "io/qref_safetensors.h"
 
+#include "case_support.h"
+
 #define CASES_SEED 0x72657061636b6564ull
-#define PATH_SIZE 4096
 #define IN 256
 #define OUT 256
 #define GROUP 128
-
-__attribute__((format(printf, 1, 2), noreturn))
-static void fail(const char *fmt, ...)
-{
-    va_list args;
-    va_start(args, fmt);
-    fputs("make_repacked_cases: ", stderr);
-    vfprintf(stderr, fmt, args);
-    va_end(args);
-    fputc('\n', stderr);
-    exit(1);
-}
-
-/* SplitMix64 (Steele, Lea and Flood, 2014). */
-static uint64_t rng_next(uint64_t *state)
-{
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-/* Writes "dir/name" into out (PATH_SIZE bytes), failing when it does not fit. */
-static char *join(char *out, const char *dir, const char *name)
-{
-    int n = snprintf(out, PATH_SIZE, "%s/%s", dir, name);
-    if (n < 0 || n >= PATH_SIZE)
-        fail("path %s/%s is too long", dir, name);
-    return out;
-}
 
 typedef struct case_tensor {
     const char *part;   /* appended to "model.layers.0.self_attn.q_proj." */
@@ -80,47 +48,37 @@ typedef struct case_tensor {
 static void write_case(const char *models_dir, const char *out_dir, const char *name, const char *quantization,
                        const case_tensor *tensors, size_t count)
 {
-    char dir[PATH_SIZE], path[PATH_SIZE];
-    join(dir, out_dir, name);
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
-        fail("%s: cannot create the folder: %s", dir, strerror(errno));
+    char dir[CASE_PATH_SIZE], path[CASE_PATH_SIZE];
+    case_make_dir(case_join_path(dir, out_dir, name));
 
     /* config.json: synth256's with the quantization_config */
-    char synth256[PATH_SIZE];
-    join(path, join(synth256, models_dir, "synth256"), "config.json");
-    char *text = NULL;
-    size_t length = 0;
-    qref_error err = {0};
-    if (qref_file_read_all(path, 1 << 20, &text, &length, &err) != QREF_OK)
-        fail("%s", err.message);
+    char synth256[CASE_PATH_SIZE];
+    case_join_path(path, case_join_path(synth256, models_dir, "synth256"), "config.json");
+    char *text = case_read_file(path, NULL);
     cJSON *config = cJSON_Parse(text);
     cJSON *quantization_config = quantization != NULL ? cJSON_Parse(quantization) : NULL;
     if (config == NULL || (quantization != NULL && quantization_config == NULL))
-        fail("%s: cannot build config.json", name);
+        case_fail("%s: cannot build config.json", name);
     if (quantization_config != NULL)
         cJSON_AddItemToObject(config, "quantization_config", quantization_config);
     char *printed = cJSON_Print(config);
-    join(path, dir, "config.json");
-    if (printed == NULL || qref_file_write_atomic(path, printed, strlen(printed), &err) != QREF_OK)
-        fail("%s: cannot write config.json: %s", name, err.message);
+    if (printed == NULL)
+        case_fail("%s: cannot print config.json", name);
+    case_write_text(case_join_path(path, dir, "config.json"), printed);
     free(printed);
     cJSON_Delete(config);
     free(text);
 
     /* model.safetensors: layer 0's q_proj in the layout's tensors, seeded bytes */
-    uint64_t state = CASES_SEED;
-    for (const char *p = name; *p; p++)
-        state = (state ^ (uint8_t)*p) * 0x100000001b3ull;
+    uint64_t state = case_fnv1a(CASES_SEED, name);
     qref_safetensors_entry entries[8];
     char names[8][160];
     void *buffers[8];
     for (size_t i = 0; i < count; i++) {
         size_t bytes = (size_t)(tensors[i].rows * tensors[i].cols) * qref_dtype_size(tensors[i].dtype);
-        uint8_t *data = malloc(bytes);
-        if (data == NULL)
-            fail("out of memory");
+        uint8_t *data = case_allocate(bytes);
         for (size_t b = 0; b < bytes; b++)
-            data[b] = (uint8_t)rng_next(&state);
+            data[b] = (uint8_t)case_rng_next(&state);
         if (tensors[i].dtype == QREF_DTYPE_F16) /* finite halves: 0x3c00 +- a small mantissa */
             for (size_t b = 0; b + 1 < bytes; b += 2)
                 qref_store_u16(data + b, (uint16_t)(0x2000u | (qref_load_u16(data + b) & 0x03ffu)));
@@ -129,21 +87,21 @@ static void write_case(const char *models_dir, const char *out_dir, const char *
                                               .shape = {tensors[i].rows, tensors[i].cols}, .data = data};
         buffers[i] = data;
     }
-    join(path, dir, "model.safetensors");
+    case_join_path(path, dir, "model.safetensors");
     const qref_safetensors_meta metadata[] = {{"format", "pt"}};
-    if (qref_safetensors_write(path, entries, count, metadata, 1, &err) != QREF_OK)
-        fail("%s", err.message);
+    qref_error err = {0};
+    case_check_status(qref_safetensors_write(path, entries, count, metadata, 1, &err), &err);
     for (size_t i = 0; i < count; i++)
         free(buffers[i]);
 }
 
 int main(int argc, char **argv)
 {
+    case_support_init("make_repacked_cases");
     if (argc != 3)
-        fail("usage: make_repacked_cases MODELS_DIR OUT_DIR");
+        case_fail("usage: make_repacked_cases MODELS_DIR OUT_DIR");
     const char *models = argv[1], *out = argv[2];
-    if (mkdir(out, 0755) != 0 && errno != EEXIST)
-        fail("%s: cannot create the folder: %s", out, strerror(errno));
+    case_make_dir(out);
 
     /* AutoGPTQ's AutoGPTQ int32 tensors, which the GPTQModel cases keep */
     const case_tensor gptq[] = {

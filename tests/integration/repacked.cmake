@@ -5,7 +5,8 @@ set(REPACKED_DIR ${CMAKE_CURRENT_BINARY_DIR}/repacked)
 set(REPACKED_CASES ${REPACKED_DIR}/cases)
 file(MAKE_DIRECTORY ${REPACKED_DIR})
 
-add_executable(make_repacked_cases ${CMAKE_CURRENT_SOURCE_DIR}/make_repacked_cases.c)
+add_executable(make_repacked_cases ${CMAKE_CURRENT_SOURCE_DIR}/make_repacked_cases.c
+                                   ${CMAKE_CURRENT_SOURCE_DIR}/case_support.c)
 target_link_libraries(make_repacked_cases PRIVATE qref)
 add_test(NAME integration.repacked.generate
   COMMAND make_repacked_cases ${PROJECT_SOURCE_DIR}/fixtures/models ${REPACKED_CASES})
