@@ -233,8 +233,8 @@ static void report_unexpected_tensors(const qc_model *artifact, qc_report *repor
     }
     if (count > 0)
         qc_report_add_check(report, "structure.unexpected", QC_VERDICT_WARN,
-                            "%zu stored tensors are not read by the LLaMA forward: %s%s", count, listed,
-                            count > 5 ? ", ..." : "");
+                            "%zu stored tensor%s not read by the LLaMA forward: %s%s", count,
+                            count == 1 ? " is" : "s are", listed, count > 5 ? ", ..." : "");
 }
 
 /* ---- fake-quantized float snapshots --------------------------------------------------------- */
@@ -435,8 +435,8 @@ static bool structure_check_gguf(const qc_model *artifact, qc_report *report)
     }
     if (unexpected > 0)
         qc_report_add_check(report, "structure.unexpected", QC_VERDICT_WARN,
-                            "%zu stored tensors are not read by the LLaMA forward: %s%s", unexpected, listed,
-                            unexpected > 5 ? ", ..." : "");
+                            "%zu stored tensor%s not read by the LLaMA forward: %s%s", unexpected,
+                            unexpected == 1 ? " is" : "s are", listed, unexpected > 5 ? ", ..." : "");
 
     char mix[512];
     gguf_type_mix(artifact->gguf, mix, sizeof mix, NULL);

@@ -210,6 +210,18 @@ add_gptq_case_test(gptq_format_sym_v1_as_v2 gptq.format_mismatch ERROR
 add_gptq_case_test(gptq_format_mixed gptq.format_mismatch WARN
   "weak evidence of zero points one step off: read as checkpoint_format gptq_v2, the mean code minus zero point per group is [+]0[.]5[0-9]+ steps")
 
+# rtn.codes: one code moved one step is a FAIL against the reference, naming the linear and code
+foreach(case plain act_order)
+  add_test(NAME integration.gptq.rtn_codes_${case}
+    COMMAND ${CMAKE_COMMAND} -DQCONFORM=$<TARGET_FILE:qconform>
+            "-DARGS=verify;${GPTQ_CASES}/rtn_codes_${case};--reference;${GPTQ_MODELS}/synth256"
+            -DREPORT=${GPTQ_DIR}/out/rtn_codes_${case}.json -DID=rtn.codes -DVERDICT=FAIL -DEXPECTED_EXIT=1
+            "-DMESSAGE=differ from a fresh reference quantization: model[.]layers[.][01][.][a-z_.]+: code [[][0-9]+[]][[][0-9]+[]] is [0-9]+, expected [0-9]+"
+            -P ${CMAKE_CURRENT_SOURCE_DIR}/check_finding.cmake)
+  set_tests_properties(integration.gptq.rtn_codes_${case} PROPERTIES
+    LABELS "integration;gptq;malformed" FIXTURES_REQUIRED gptq_cases TIMEOUT 120)
+endforeach()
+
 # eval and logits dequantize the linears they run, so they stop at the same errors
 add_test(NAME integration.gptq.dequant_fp16_overflow.logits
   COMMAND ${CMAKE_COMMAND}

@@ -446,6 +446,31 @@ int main(int argc, char **argv)
     }
     case_write(&w, out, "gptq_format_mixed");
 
+    /* rtn.codes (FAIL with --reference): one 4-bit code of a round-to-nearest artifact, at a
+     * drawn word and field, moved one step (q + 1 mod 16), in a plain and an act-order
+     * artifact. The structure stays valid and the weight error moves by one step of one group,
+     * so only the comparison with a fresh quantization sees it. */
+    const struct {
+        artifact *source;
+        const char *name, *qweight;
+    } code_cases[] = {
+        {&w4_v1, "rtn_codes_plain", "model.layers.1.self_attn.o_proj.qweight"},
+        {&act, "rtn_codes_act_order", "model.layers.0.mlp.up_proj.qweight"},
+    };
+    for (unsigned k = 0; k < 2; k++) {
+        case_begin(&w, code_cases[k].source, 19 + k);
+        int64_t row, column;
+        uint64_t index = pick(&w, source_tensor(&w, code_cases[k].qweight), &row, &column);
+        unsigned field = (unsigned)(case_rng_next(&w.rng) % 8);
+        uint8_t *word = own_entry(&w, code_cases[k].qweight) + 4 * index;
+        uint32_t value = qref_load_u32(word), code = value >> (4 * field) & 0xfu;
+        value = (value & ~(0xfu << (4 * field))) | ((code + 1) & 0xfu) << (4 * field);
+        qref_store_u32(word, value);
+        printf("  %s[%lld][%lld] field %u: code %u -> %u\n", code_cases[k].qweight, (long long)row,
+               (long long)column, field, code, (code + 1) & 0xfu);
+        case_write(&w, out, code_cases[k].name);
+    }
+
     artifact *all[] = {&autogptq, &w4_v1, &w4_v2, &w4_sym, &w8, &w4_g32, &act, &stories_v1, &stories_v2};
     for (size_t k = 0; k < sizeof all / sizeof all[0]; k++)
         artifact_close(all[k]);

@@ -19,6 +19,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <errno.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -716,6 +717,112 @@ static void case_gptq_linear_unquantized(corpus *c, const char *path)
     free(weight);
 }
 
+/* ---- structure of a float snapshot (stories260k) ------------------------------------------ */
+
+/* Writes stories260k with its tensors as entries[0..count) and its other files. */
+static void write_stories_case(corpus *c, const char *path, const qref_safetensors_entry *entries, size_t count)
+{
+    char weights[CASE_PATH_SIZE];
+    copy_companions(&c->stories, path);
+    write_safetensors(case_join_path(weights, path, "model.safetensors"), entries, count);
+}
+
+/* Returns the writer entry of this name in entries[0..count). */
+static qref_safetensors_entry *writer_entry(qref_safetensors_entry *entries, size_t count, const char *name)
+{
+    for (size_t i = 0; i < count; i++)
+        if (strcmp(entries[i].name, name) == 0)
+            return &entries[i];
+    case_fail("no writer entry \"%s\"", name);
+}
+
+/* model.norm.weight is not stored.
+ * Expected: structure.missing, 'tensor "model.norm.weight" not found (expected shape [64])'. */
+static void case_structure_missing(corpus *c, const char *path)
+{
+    size_t count;
+    qref_safetensors_entry *entries = writer_entries(&c->stories, &count);
+    drop_writer_entry(entries, &count, "model.norm.weight");
+    write_stories_case(c, path, entries, count);
+    free(entries);
+}
+
+/* model.norm.weight keeps its 64 values but is stored with shape [2, 32].
+ * Expected: structure.shape, 'tensor "model.norm.weight": shape [2, 32], expected [64]'. */
+static void case_structure_shape(corpus *c, const char *path)
+{
+    size_t count;
+    qref_safetensors_entry *entries = writer_entries(&c->stories, &count);
+    qref_safetensors_entry *norm = writer_entry(entries, count, "model.norm.weight");
+    norm->ndim = 2;
+    norm->shape[0] = 2;
+    norm->shape[1] = 32;
+    write_stories_case(c, path, entries, count);
+    free(entries);
+}
+
+/* model.norm.weight's 4-byte values are labelled I32 instead of F32.
+ * Expected: structure.dtype, naming the tensor, I32 and the float dtypes expected. */
+static void case_structure_dtype(corpus *c, const char *path)
+{
+    size_t count;
+    qref_safetensors_entry *entries = writer_entries(&c->stories, &count);
+    writer_entry(entries, count, "model.norm.weight")->dtype = QREF_DTYPE_I32;
+    write_stories_case(c, path, entries, count);
+    free(entries);
+}
+
+/* One element of layer 2's up_proj, drawn from the stream, is NaN.
+ * Expected: structure.nonfinite, naming the tensor and the element. */
+static void case_structure_nonfinite(corpus *c, const char *path)
+{
+    const char *name = "model.layers.2.mlp.up_proj.weight";
+    const qref_tensor *tensor = source_tensor(&c->stories, name);
+    uint8_t *copy = case_allocate(tensor->nbytes);
+    memcpy(copy, tensor->data, tensor->nbytes);
+    uint64_t index = case_rng_next(&c->rng) % tensor->numel;
+    const uint32_t nan_bits = 0x7fc00000u;
+    memcpy(copy + 4 * index, &nan_bits, 4);
+
+    size_t count;
+    qref_safetensors_entry *entries = writer_entries(&c->stories, &count);
+    writer_entry(entries, count, name)->data = copy;
+    write_stories_case(c, path, entries, count);
+    free(entries);
+    free(copy);
+}
+
+/* A sixth layer's input_layernorm (a copy of layer 4's) is stored beside the five layers
+ * config.json declares.
+ * Expected: structure.layers, "num_hidden_layers is 5, but the tensors hold 6 layers". */
+static void case_structure_layers(corpus *c, const char *path)
+{
+    size_t count;
+    qref_safetensors_entry *entries = writer_entries(&c->stories, &count);
+    qref_safetensors_entry extra = *writer_entry(entries, count, "model.layers.4.input_layernorm.weight");
+    extra.name = "model.layers.5.input_layernorm.weight";
+    entries[count++] = extra;
+    qsort(entries, count, sizeof *entries, case_compare_entries);
+    write_stories_case(c, path, entries, count);
+    free(entries);
+}
+
+/* A rotary inv_freq buffer, which older transformers versions saved, is stored in layer 0.
+ * Expected: structure.unexpected (a WARN), naming the tensor. */
+static void case_structure_unexpected(corpus *c, const char *path)
+{
+    float inv_freq[4];
+    for (int i = 0; i < 4; i++)
+        inv_freq[i] = 1.0f / powf(10000.0f, (float)(2 * i) / 8.0f);
+    size_t count;
+    qref_safetensors_entry *entries = writer_entries(&c->stories, &count);
+    entries[count++] = (qref_safetensors_entry){.name = "model.layers.0.self_attn.rotary_emb.inv_freq",
+                                                .dtype = QREF_DTYPE_F32, .ndim = 1, .shape = {4}, .data = inv_freq};
+    qsort(entries, count, sizeof *entries, case_compare_entries);
+    write_stories_case(c, path, entries, count);
+    free(entries);
+}
+
 /* ---- archives (stories260k's files) ----------------------------------------------------- */
 
 /* A tar with the snapshot's files and an entry named "../x".
@@ -817,6 +924,12 @@ static const malformed_case cases[] = {
     {"gptq_g_idx_out_of_range", "", case_gptq_g_idx_out_of_range},
     {"gptq_bits_disagree", "", case_gptq_bits_disagree},
     {"gptq_linear_unquantized", "", case_gptq_linear_unquantized},
+    {"structure_missing", "", case_structure_missing},
+    {"structure_shape", "", case_structure_shape},
+    {"structure_dtype", "", case_structure_dtype},
+    {"structure_nonfinite", "", case_structure_nonfinite},
+    {"structure_layers", "", case_structure_layers},
+    {"structure_unexpected", "", case_structure_unexpected},
     {"archive_tar_parent_entry", ".tar", case_archive_tar_parent_entry},
     {"archive_zip_parent_entry", ".zip", case_archive_zip_parent_entry},
     {"archive_tar_symlink", ".tar", case_archive_tar_symlink},
