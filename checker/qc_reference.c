@@ -192,6 +192,12 @@ static const char *const gguf_linear_names[QREF_LLAMA_LINEAR_COUNT] = {
 bool qc_reference_compare(const qc_model *artifact, const qc_model *reference, qc_report *report)
 {
     char message[QREF_ERROR_MESSAGE_MAX];
+    if (!qc_structure_layers_consistent(reference, message, sizeof message)) {
+        qc_check *check = qc_report_add_check(report, "reference.structure", QC_VERDICT_ERROR,
+                                              "the reference is invalid: %s", message);
+        check->error_status = QREF_ERR_INVALID;
+        return false;
+    }
     if (!configs_match(&artifact->config, &reference->config, message, sizeof message)) {
         qc_report_add_check(report, "reference.config", QC_VERDICT_FAIL,
                             "%s; the artifact was not made from this reference", message);
@@ -201,6 +207,9 @@ bool qc_reference_compare(const qc_model *artifact, const qc_model *reference, q
                         "artifact and reference configs describe the same architecture");
 
     const qref_llama_config *config = &artifact->config;
+    /* an attached LoRA adapter changes the weights on purpose: the base weights are compared */
+    const qref_weight_provider *artifact_weights =
+        artifact->adapter != NULL ? &artifact->lora_weights.base : &artifact->weights;
     bool act_order = artifact->quantized && strcmp(artifact->gptq.algorithm, "rtn_act_order") == 0;
     bool rtn = artifact->quantized && (strcmp(artifact->gptq.algorithm, "rtn") == 0 || act_order);
     cJSON *layers = cJSON_CreateArray();
@@ -231,7 +240,7 @@ bool qc_reference_compare(const qc_model *artifact, const qc_model *reference, q
             if (status == QREF_OK)
                 status = qref_weights_load(&reference->weights, name, rows, cols, ref, &err);
             if (status == QREF_OK)
-                status = qref_weights_load(&artifact->weights, name, rows, cols, art, &err);
+                status = qref_weights_load(artifact_weights, name, rows, cols, art, &err);
 
             /* the limit follows the linear's stored bit width (codec) or ggml type (GGUF) */
             double limit = weight_error_limit(bits);
@@ -328,18 +337,21 @@ bool qc_reference_compare(const qc_model *artifact, const qc_model *reference, q
                             "metrics.weight_error)", worst_linear, worst_type, worst_error, worst_limit);
         return true;
     }
+    char bits_label[32] = "float";
+    if (worst_bits < 16)
+        snprintf(bits_label, sizeof bits_label, "%d-bit", worst_bits);
     if (!(worst_error <= worst_limit)) {
         qc_report_add_check(report, "reference.weights", QC_VERDICT_FAIL,
                             "%s: relative Frobenius error %.4g against the reference exceeds %.3g, the limit for "
-                            "%d-bit weights; the artifact was not made from this reference, or its weights are "
+                            "%s weights; the artifact was not made from this reference, or its weights are "
                             "damaged (per-linear values in metrics.weight_error)",
-                            worst_linear, worst_error, worst_limit, worst_bits);
+                            worst_linear, worst_error, worst_limit, bits_label);
         return false;
     }
     qc_report_add_check(report, "reference.weights", QC_VERDICT_PASS,
-                        "every linear is within the %d-bit limit of %.3g relative Frobenius error against the "
+                        "every linear is within the %s limit of %.3g relative Frobenius error against the "
                         "reference; worst %.4g in %s (per-linear values in metrics.weight_error)",
-                        worst_bits, worst_limit, worst_error, worst_linear);
+                        bits_label, worst_limit, worst_error, worst_linear);
     if (rtn) {
         if (rtn_mismatch[0] != '\0') {
             qc_report_add_check(report, "rtn.codes", QC_VERDICT_FAIL,

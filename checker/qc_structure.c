@@ -165,16 +165,35 @@ static long layer_index(const char *name, const char **suffix)
  * Checks that the tensors hold exactly num_hidden_layers layers before anything walks the
  * layers, so a config that claims far more layers than are stored fails at once.
  */
-static bool check_layer_count(const qc_model *artifact, qc_report *report)
+/* Returns the number of layers the stored tensors hold: the highest "model.layers.N." index + 1. */
+static long stored_layer_count(const qc_model *artifact)
 {
     const qref_tensor_set *set = artifact->tensor_weights.tensors;
     long highest = -1;
-    for (size_t i = 0; i < set->count; i++) {
+    for (size_t i = 0; set != NULL && i < set->count; i++) {
         const char *suffix;
         long index = layer_index(set->items[i].name, &suffix);
         if (index > highest)
             highest = index;
     }
+    return highest + 1;
+}
+
+bool qc_structure_layers_consistent(const qc_model *model, char *message, size_t size)
+{
+    if (model->kind == QC_MODEL_GGUF)
+        return true;
+    long stored = stored_layer_count(model);
+    if (stored == model->config.num_hidden_layers)
+        return true;
+    snprintf(message, size, "%s: config.json: num_hidden_layers is %d, but the tensors hold %ld layers", model->path,
+             model->config.num_hidden_layers, stored);
+    return false;
+}
+
+static bool check_layer_count(const qc_model *artifact, qc_report *report)
+{
+    long highest = stored_layer_count(artifact) - 1;
     if (highest + 1 == artifact->config.num_hidden_layers)
         return true;
     qc_check *check = qc_report_add_check(report, "structure.layers", QC_VERDICT_ERROR,
@@ -247,6 +266,9 @@ const qref_fakequant_summary *qc_structure_fakequant(const qc_model *artifact)
     if (cache->computed)
         return &cache->summary;
     cache->computed = true;
+    /* a config that claims other layers than are stored is reported by check_layer_count */
+    if (stored_layer_count(artifact) != artifact->config.num_hidden_layers)
+        return &cache->summary;
 
     /* the seven linears of every layer, and config.json for what it claims */
     const qref_llama_config *config = &artifact->config;
@@ -479,6 +501,14 @@ bool qc_structure_check(const qc_model *artifact, qc_report *report)
     structure_tally tally = {.report = report};
     if (!check_layer_count(artifact, report))
         return false;
+
+    /* the quantization config on its own */
+    if (artifact->codec != NULL && artifact->codec->config_check != NULL) {
+        qref_findings findings = {0};
+        artifact->codec->config_check(artifact->codec_config, &findings);
+        tally_findings(&tally, &findings);
+        qref_findings_free(&findings);
+    }
 
     check_dense(&tally, artifact, "model.embed_tokens.weight", config->vocab_size, config->hidden_size);
     check_dense(&tally, artifact, "model.norm.weight", config->hidden_size, 1);

@@ -27,6 +27,13 @@ bool qc_structure_check(const qc_model *artifact, qc_report *report);
 cJSON *qc_structure_describe(const qc_model *artifact);
 
 /*
+ * Checks that a snapshot stores exactly the config's num_hidden_layers layers; else writes
+ * why into message and returns false. GGUF models always pass, because the GGUF structure
+ * check counts their blk.N layers.
+ */
+bool qc_structure_layers_consistent(const qc_model *model, char *message, size_t size);
+
+/*
  * The fake-quantization analysis of a float snapshot's linears (formats/qref_fakequant.h),
  * computed on the first call and kept in the model; NULL for GGUF and quantized models.
  */

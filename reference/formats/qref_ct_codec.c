@@ -292,13 +292,13 @@ static void ct_linear_check(const void *config, const qref_tensor_set *tensors, 
     const qref_ct_config *c = config;
     qref_ct_resolution resolution = qref_ct_config_resolve(c, module);
     qref_ct_linear linear = qref_ct_linear_find(tensors, module, rows, cols);
+    /* under a config with schema problems (config_check reports them), a linear's group is unknown */
+    if (c->problem_count > 0 && (resolution.scheme == NULL || !resolution.scheme->valid))
+        return;
     if (resolution.scheme == NULL || !resolution.scheme->has_weights) {
         check_float_linear(&linear, &resolution, findings);
         return;
     }
-    /* a linear under an invalid group: the schema finding (artifact_check) is the report */
-    if (!resolution.scheme->valid)
-        return;
     qref_ct_check_linear(&linear, resolution.scheme, findings);
 }
 
@@ -328,17 +328,21 @@ static void ct_linear_describe(const void *config, const qref_tensor_set *tensor
 
 /* ---- the whole artifact ------------------------------------------------------------------- */
 
+/* Reports the schema problems found while parsing. */
+static void ct_config_check(const void *config, qref_findings *findings)
+{
+    const qref_ct_config *c = config;
+    for (size_t k = 0; k < c->problem_count; k++)
+        qref_findings_add(findings, c->problems[k].id, QREF_SEVERITY_ERROR, "", "%s", c->problems[k].message);
+}
+
 static void ct_artifact_check(const void *config, const qref_tensor_set *tensors, const char *const *modules,
                               size_t module_count, qref_findings *findings)
 {
     (void)tensors;
     const qref_ct_config *c = config;
 
-    /* Step 1: the schema problems found while parsing. */
-    for (size_t k = 0; k < c->problem_count; k++)
-        qref_findings_add(findings, c->problems[k].id, QREF_SEVERITY_ERROR, "", "%s", c->problems[k].message);
-
-    /* Step 2: targets against the linears (the model always has an lm_head module, tied or not). */
+    /* targets against the linears (the model always has an lm_head module, tied or not). */
     const char **names = malloc((module_count + 1) * sizeof *names);
     if (names == NULL) {
         findings->dropped++;
@@ -355,7 +359,7 @@ static void ct_artifact_check(const void *config, const qref_tensor_set *tensors
     qref_ct_config_check_targets(c, names, count, findings);
     free(names);
 
-    /* Step 3: quantization the reference forward does not emulate. */
+    /* quantization the reference forward does not emulate. */
     for (size_t s = 0; s < c->scheme_count; s++) {
         const qref_ct_scheme *scheme = &c->schemes[s];
         if (!scheme->has_input_activations && !scheme->has_output_activations)
@@ -388,5 +392,6 @@ const qref_codec qref_ct_codec = {
     .linear_dequantize = ct_linear_dequantize,
     .linear_check = ct_linear_check,
     .linear_describe = ct_linear_describe,
+    .config_check = ct_config_check,
     .artifact_check = ct_artifact_check,
 };

@@ -202,6 +202,15 @@ static bool other_group_size_matching(const qref_gptq_layout *layout, int64_t ro
     return true;
 }
 
+/* Writes "the config declares 4 bits", or, without a bits key, that AutoGPTQ's default of 4 applies. */
+static void declared_bits_text(const linear_check *check, char *out, size_t size)
+{
+    if (check->config->declared & QREF_GPTQ_KEY_BITS)
+        snprintf(out, size, "the config declares %d bits", check->layout.bits);
+    else
+        snprintf(out, size, "the config sets no bits, so AutoGPTQ's default of %d applies", check->layout.bits);
+}
+
 static void check_qweight(linear_check *check)
 {
     const qref_gptq_layout *layout = &check->layout;
@@ -219,8 +228,9 @@ static void check_qweight(linear_check *check)
     if (qweight->ndim == 2 && qweight->shape[1] == layout->out_features && qweight->shape[0] != layout->qweight_rows) {
         int stored_bits = other_bits_matching(layout, layout->in_features, qweight->shape[0]);
         if (stored_bits != 0) {
-            snprintf(hint, sizeof hint, "the row count matches %d-bit codes but the config declares %d bits",
-                     stored_bits, layout->bits);
+            char declared[96];
+            declared_bits_text(check, declared, sizeof declared);
+            snprintf(hint, sizeof hint, "the row count matches %d-bit codes but %s", stored_bits, declared);
             id = "gptq.bits_mismatch";
             hint_text = hint;
         }
@@ -246,8 +256,9 @@ static void check_qzeros(linear_check *check)
     if (qzeros->ndim == 2 && qzeros->shape[0] == layout->groups && qzeros->shape[1] != layout->qzeros_cols) {
         int stored_bits = other_bits_matching(layout, layout->out_features, qzeros->shape[1]);
         if (stored_bits != 0) {
-            snprintf(hint, sizeof hint, "the column count matches %d-bit zero points but the config declares %d bits",
-                     stored_bits, layout->bits);
+            char declared[96];
+            declared_bits_text(check, declared, sizeof declared);
+            snprintf(hint, sizeof hint, "the column count matches %d-bit zero points but %s", stored_bits, declared);
             id = "gptq.bits_mismatch";
             hint_text = hint;
         }

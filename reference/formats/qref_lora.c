@@ -75,6 +75,7 @@ struct qref_lora_adapter {
     /* settings */
     char peft_type[64];
     int64_t r;
+    bool r_invalid; /* r in adapter_config.json is not a positive integer (reported) */
     double alpha;
     bool use_rslora;
     lora_targets target_kind;
@@ -325,9 +326,11 @@ static void read_config(qref_lora_adapter *adapter, qref_findings *findings)
     if (r != NULL) {
         if (cJSON_IsNumber(r) && r->valuedouble >= 1 && r->valuedouble <= 1 << 20 && r->valuedouble == floor(r->valuedouble))
             adapter->r = (int64_t)r->valuedouble;
-        else
+        else {
+            adapter->r_invalid = true;
             adapter_finding(adapter, findings, "lora.config", "", "%s: r is %s, expected a positive integer",
                             adapter->config_path, qref_json_describe(r, found, sizeof found));
+        }
     }
     const cJSON *alpha = cJSON_GetObjectItemCaseSensitive(config, "lora_alpha");
     if (alpha != NULL) {
@@ -701,6 +704,8 @@ static void bind_update(qref_lora_adapter *adapter, qref_findings *findings, con
                         (long long)pair->a->shape[0], (long long)pair->b->shape[1]);
         return;
     }
+    if (rank_entry == NULL && adapter->r_invalid)
+        return; /* lora.config already reports r, so no rank can be checked against it */
     if (pair->a->ndim == 2 && stored_rank != rank) {
         char source[160];
         if (rank_entry != NULL)

@@ -101,6 +101,8 @@ set(ct_cases
   "quantization_status: found \"frozen\", expected \"compressed\""
   ct_targets_unmatched ct.targets.unmatched WARN
   "config_groups[.]group_0[.]targets: \"re:[.][*]vision_tower[.][*]\" matches none of the 15 linear layers"
+  ct_target_regex_invalid ct.schema.invalid ERROR
+  "config_groups[.]group_0[.]targets: \"re:[(]\" is not a valid regular expression [(]missing closing parenthesis at offset 1[)]"
   ct_targets_overlap ct.targets.overlap WARN
   "config_groups[.]group_0 and config_groups[.]group_1 both target 2 linear layers .*compressed-tensors applies group_1"
   ct_ignored_quantized ct.ignored.quantized ERROR

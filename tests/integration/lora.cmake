@@ -93,3 +93,15 @@ add_test(NAME integration.lora.logits_refuses_rank
           -P ${CMAKE_CURRENT_SOURCE_DIR}/check_exit_code.cmake)
 set_tests_properties(integration.lora.logits_refuses_rank PROPERTIES
   LABELS "integration;lora" FIXTURES_REQUIRED lora_cases)
+
+# With --reference, the base weights under the adapter are compared with the reference: the
+# adapter's update is intended, so the valid adapter on synth256 against synth256 passes.
+add_test(NAME integration.lora.reference_base_weights
+  COMMAND ${CMAKE_COMMAND} -DQCONFORM=$<TARGET_FILE:qconform>
+          "-DARGS=verify;${LORA_BASE};--reference;${LORA_BASE};--adapter;${LORA_CASES}/valid"
+          -DREPORT=${LORA_DIR}/reference_base_weights.json -DID=reference.weights -DVERDICT=PASS
+          -DEXPECTED_EXIT=0 -DEXPECTED_OVERALL=PASS
+          "-DMESSAGE=every linear is within the float limit of 0[.]01 relative Frobenius error against the reference. worst 0 "
+          -P ${CMAKE_CURRENT_SOURCE_DIR}/check_finding.cmake)
+set_tests_properties(integration.lora.reference_base_weights PROPERTIES
+  LABELS "integration;lora" FIXTURES_REQUIRED lora_cases TIMEOUT 120)

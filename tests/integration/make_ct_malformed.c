@@ -375,6 +375,13 @@ static void edit_targets_unmatched(artifact *a, uint64_t *rng)
                          cJSON_CreateString("re:.*vision_tower.*"));
 }
 
+/* ERROR ct.schema.invalid: a target regex PCRE2 rejects (an unclosed group) beside "Linear" */
+static void edit_target_regex_invalid(artifact *a, uint64_t *rng)
+{
+    (void)rng;
+    cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(group0(a), "targets"), cJSON_CreateString("re:("));
+}
+
 /* WARNING ct.targets.overlap: a second group with the same args targeting a picked projection */
 static void edit_targets_overlap(artifact *a, uint64_t *rng)
 {
@@ -582,6 +589,7 @@ int main(int argc, char **argv)
         {"ct_schema_bits", false, edit_schema_bits},
         {"ct_schema_status", false, edit_schema_status},
         {"ct_targets_unmatched", false, edit_targets_unmatched},
+        {"ct_target_regex_invalid", false, edit_target_regex_invalid},
         {"ct_targets_overlap", false, edit_targets_overlap},
         {"ct_ignored_quantized", false, edit_ignored_quantized},
         {"ct_tensor_missing", false, edit_tensor_missing},
