@@ -21,7 +21,7 @@ static void print_usage(FILE *out)
             "usage: qconform eval MODEL --task wikitext2 --data PATH [options]\n"
             "\n"
             "Computes the perplexity of MODEL (a Hugging Face snapshot folder, .safetensors file or\n"
-            "archive, full precision or GPTQ, or a GGUF file) on the WikiText-2 test split.\n"
+            "archive in any format inspect reads, or a GGUF file) on the WikiText-2 test split.\n"
             "\n"
             "options:\n"
             "  --task NAME        benchmark: wikitext2\n"

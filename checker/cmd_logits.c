@@ -21,10 +21,10 @@
 static void print_usage(FILE *out)
 {
     fprintf(out,
-            "usage: qconform logits MODEL (--ids LIST | --text TEXT [--no-bos]) --out FILE\n"
+            "usage: qconform logits MODEL (--ids LIST | --text TEXT [--no-bos]) [--adapter DIR] --out FILE\n"
             "\n"
-            "Runs MODEL (a snapshot folder, .safetensors file or archive, full precision or GPTQ,\n"
-            "or a GGUF file) on one token sequence and writes its logits as little-endian f32,\n"
+            "Runs MODEL (a snapshot folder, .safetensors file or archive in any format inspect\n"
+            "reads, or a GGUF file) on one token sequence and writes its logits as little-endian f32,\n"
             "row-major [positions][vocab].\n"
             "\n"
             "options:\n"

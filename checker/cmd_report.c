@@ -39,7 +39,10 @@ static void print_usage(FILE *out)
             "metric, a table of methods against bits, then every evaluated cell.\n"
             "  --markdown FILE      the Markdown file to write\n"
             "  --svg-prefix PREFIX  also write one SVG plot of each metric against bits to\n"
-            "                       PREFIX<benchmark>-<metric>.svg, linked from the Markdown\n"
+            "                       PREFIX<benchmark>-<metric>.svg, linked from the Markdown;\n"
+            "                       characters other than a-z, 0-9, - and _ in the name become -\n"
+            "                       (wikitext2 (study) and ppl give wikitext2--study--ppl.svg);\n"
+            "                       PREFIX's folder must exist\n"
             "\n"
             "Exit codes: 0 success, 2 usage error, 3 invalid input, 4 internal error.\n");
 }

@@ -39,7 +39,8 @@ static void print_usage(FILE *out)
             "usage: qconform verify ARTIFACT [options]\n"
             "\n"
             "Checks a model artifact (a Hugging Face snapshot folder, .safetensors file, or .tar,\n"
-            ".tar.gz, .zip archive of one; GPTQ or full precision): structure, SHA-256 manifest,\n"
+            ".tar.gz, .zip archive of one, or a GGUF file; full precision, fake-quantized, GPTQ, AWQ,\n"
+            "bitsandbytes or compressed-tensors): structure and findings, SHA-256 manifest,\n"
             "comparison with a reference model, and the cells of a suite with their bands.\n"
             "\n"
             "options:\n"
@@ -644,6 +645,10 @@ static int parse_options(int argc, char **argv, verify_options *options)
     options->artifact = args.positional[0];
     if (options->cell != NULL && options->suite == NULL)
         return qc_usage_error("verify", "--cell needs --suite");
+    if (options->report != NULL && options->junit != NULL && strcmp(options->report, "-") == 0 &&
+        strcmp(options->junit, "-") == 0)
+        return qc_usage_error("verify", "--report - and --junit - would both write to stdout; give one of them a "
+                              "file");
     return 0;
 }
 
@@ -703,8 +708,10 @@ static bool open_subject(verify_subject *subject, const char *role, const char *
     if (strcmp(role, "artifact") == 0) {
         const cJSON *files = cJSON_GetObjectItemCaseSensitive(manifest, "files");
         const cJSON *tensors = cJSON_GetObjectItemCaseSensitive(manifest, "tensors");
-        qc_report_add_check(report, "manifest", QC_VERDICT_PASS, "SHA-256 of %d files and %d tensors; manifest "
-                            "digest %s", cJSON_GetArraySize(files), cJSON_GetArraySize(tensors), digest);
+        int file_count = cJSON_GetArraySize(files), tensor_count = cJSON_GetArraySize(tensors);
+        qc_report_add_check(report, "manifest", QC_VERDICT_PASS, "SHA-256 of %d file%s and %d tensor%s; manifest "
+                            "digest %s", file_count, file_count == 1 ? "" : "s", tensor_count,
+                            tensor_count == 1 ? "" : "s", digest);
         report->manifest = manifest;
     } else {
         cJSON_Delete(manifest);

@@ -17,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "io/qref_blob.h"
 #include "io/qref_json.h"
@@ -31,6 +33,8 @@ typedef struct summary_cell {
     int bits;
     bool has_value;
     double value;
+    bool has_reference;   /* the band's reference is the reference model measured in the same run */
+    double reference;
     char verdict[16];
     char message[512];
     char source[256];     /* the report it came from */
@@ -99,6 +103,11 @@ static qref_status summary_add_report(summary *sum, const char *path, qref_error
         out->bits = cJSON_IsNumber(bits) ? bits->valueint : 0;
         out->has_value = cJSON_IsNumber(value);
         out->value = out->has_value ? value->valuedouble : NAN;
+        const cJSON *band = cJSON_GetObjectItemCaseSensitive(cell, "band");
+        const cJSON *reference = cJSON_GetObjectItemCaseSensitive(band, "reference");
+        out->has_reference = strcmp(json_string(band, "reference_kind"), "reference-model") == 0 &&
+                             cJSON_IsNumber(reference) && reference->valuedouble != 0.0;
+        out->reference = out->has_reference ? reference->valuedouble : NAN;
         snprintf(out->verdict, sizeof out->verdict, "%s", json_string(cell, "verdict"));
         snprintf(out->message, sizeof out->message, "%s", json_string(cell, "message"));
         snprintf(out->source, sizeof out->source, "%s", path);
@@ -296,16 +305,59 @@ static qref_status write_panel_svg(const summary *sum, const summary_cell *panel
 
 /* ---- Markdown ----------------------------------------------------------------------------- */
 
+/*
+ * Writes the link from the Markdown file to an SVG file: the SVG path relative to the Markdown
+ * file's folder when it lies in it (or both are relative to the working folder), else the
+ * SVG's absolute path.
+ */
+static void svg_link(const char *svg_path, const char *markdown_path, char *out, size_t size)
+{
+    const char *slash = strrchr(markdown_path, '/');
+    size_t folder = slash != NULL ? (size_t)(slash - markdown_path) + 1 : 0;
+    if (folder == 0 && svg_path[0] != '/') {
+        snprintf(out, size, "%s", svg_path);
+        return;
+    }
+    if (folder > 0 && strncmp(svg_path, markdown_path, folder) == 0) {
+        snprintf(out, size, "%s", svg_path + folder);
+        return;
+    }
+    char cwd[4096];
+    int used = 0;
+    if (svg_path[0] != '/' && getcwd(cwd, sizeof cwd) != NULL)
+        used = snprintf(out, size, "%s/", cwd);
+    if (used >= 0 && (size_t)used < size)
+        snprintf(out + used, size - (size_t)used, "%s", svg_path);
+}
+
+/* Fails when the folder that the SVG prefix names does not exist. */
+static qref_status check_svg_folder(const char *svg_prefix, qref_error *err)
+{
+    const char *slash = strrchr(svg_prefix, '/');
+    if (slash == NULL || slash == svg_prefix)
+        return QREF_OK;
+    char folder[4096];
+    snprintf(folder, sizeof folder, "%.*s", (int)(slash - svg_prefix), svg_prefix);
+    struct stat info;
+    if (stat(folder, &info) != 0 || !S_ISDIR(info.st_mode))
+        return qref_error_set(err, QREF_ERR_INVALID, "--svg-prefix %s: folder %s does not exist, expected an existing "
+                              "folder for the SVG files", svg_prefix, folder);
+    return QREF_OK;
+}
+
 qref_status qc_summary_write(const char *const *reports, size_t report_count, const char *markdown_path,
                              const char *svg_prefix, qref_error *err)
 {
     summary sum = {0};
-    qref_status status = QREF_OK;
+    qref_status status = svg_prefix != NULL ? check_svg_folder(svg_prefix, err) : QREF_OK;
     for (size_t r = 0; r < report_count && status == QREF_OK; r++)
         status = summary_add_report(&sum, reports[r], err);
 
     text md = {0};
-    text_printf(&md, "# qconform summary\n\n%zu evaluated cells from %zu reports.\n", sum.count, report_count);
+    text_printf(&md, "# qconform summary\n\n%zu evaluated cell%s from %zu report%s. A percentage after a value is "
+                     "its change from the reference model measured on the same text in the same run; values "
+                     "without one may come from other windows.\n", sum.count, sum.count == 1 ? "" : "s",
+                report_count, report_count == 1 ? "" : "s");
     for (size_t i = 0; status == QREF_OK && i < sum.count; i++) {
         const summary_cell *panel = &sum.cells[i];
         if (seen_before(&sum, i, same_panel))
@@ -339,6 +391,9 @@ qref_status qc_summary_write(const char *const *reports, size_t report_count, co
                         hit = &sum.cells[q];
                 if (hit == NULL)
                     text_printf(&md, " |");
+                else if (hit->has_value && hit->has_reference)
+                    text_printf(&md, " %.5g (%+.2f%%) %s |", hit->value,
+                                100.0 * (hit->value - hit->reference) / fabs(hit->reference), hit->verdict);
                 else if (hit->has_value)
                     text_printf(&md, " %.5g %s |", hit->value, hit->verdict);
                 else
@@ -355,8 +410,7 @@ qref_status qc_summary_write(const char *const *reports, size_t report_count, co
                 if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'))
                     *p = '-';
             snprintf(svg_path, sizeof svg_path, "%s%s.svg", svg_prefix, panel_name);
-            const char *slash = strrchr(svg_path, '/');
-            snprintf(svg_name, sizeof svg_name, "%s", slash != NULL ? slash + 1 : svg_path);
+            svg_link(svg_path, markdown_path, svg_name, sizeof svg_name);
             status = write_panel_svg(&sum, panel, svg_path, err);
             text_printf(&md, "\n![%s %s against bits](%s)\n", panel->benchmark, panel->metric, svg_name);
         }

@@ -674,8 +674,8 @@ static bool check_matrix(qref_lora_adapter *adapter, qref_findings *findings, co
     }
     qref_error err = {0};
     if (qref_tensor_check_finite(tensor, &err) != QREF_OK) {
-        adapter_finding(adapter, findings, "lora.nonfinite", tensor->name, "%s: %s", adapter->weights_path,
-                        err.message);
+        /* the message names the file (tensor->file) already */
+        adapter_finding(adapter, findings, "lora.nonfinite", tensor->name, "%s", err.message);
         return false;
     }
     return true;

@@ -150,10 +150,31 @@ static qref_status add_file(qref_snapshot *snapshot, size_t *capacity, const cha
     return QREF_OK;
 }
 
+/* Names a file type other than a regular file or folder, for messages. */
+static const char *file_type_name(mode_t mode)
+{
+    if (S_ISCHR(mode))
+        return "a character device";
+    if (S_ISBLK(mode))
+        return "a block device";
+    if (S_ISFIFO(mode))
+        return "a FIFO";
+    if (S_ISSOCK(mode))
+        return "a socket";
+    return "not a regular file";
+}
+
+/* True for the names a snapshot's own files have: *.json, *.safetensors and *.model. */
+static bool snapshot_file_name(const char *name)
+{
+    return has_suffix(name, ".json") || has_suffix(name, ".safetensors") || has_suffix(name, ".model");
+}
+
 /*
  * Maps the regular files directly in the folder. Symbolic links to regular files are
  * followed, as the Hugging Face cache links snapshot files to its blob store; subfolders and
- * other file types are skipped.
+ * other file types are skipped, except that a snapshot file name (*.json, *.safetensors,
+ * *.model) on a device, FIFO or socket is an error.
  */
 static qref_status read_folder(qref_snapshot *snapshot, size_t max_files, qref_error *err)
 {
@@ -176,6 +197,9 @@ static qref_status read_folder(qref_snapshot *snapshot, size_t max_files, qref_e
         if (stat(full, &st) != 0) {
             status = qref_error_set(err, QREF_ERR_IO, "%s: cannot stat (a dangling symbolic link?): %s", full,
                                     strerror(errno));
+        } else if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode) && snapshot_file_name(name)) {
+            status = qref_error_set(err, QREF_ERR_INVALID, "%s: %s, expected a regular file", full,
+                                    file_type_name(st.st_mode));
         } else if (S_ISREG(st.st_mode)) {
             if (snapshot->file_count >= max_files) {
                 status = qref_error_set(err, QREF_ERR_INVALID, "%s: the folder holds more than %zu files",

@@ -169,6 +169,21 @@ static void snapshot_without_weights(void **state)
                       "expected a snapshot folder, a .safetensors file or an archive");
 }
 
+/* A snapshot file name on a device or a FIFO is an error that names the file type. */
+static void snapshot_rejects_special_files(void **state)
+{
+    (void)state;
+    make_folder("special_files");
+    test_write_file(tmp_file_path("special_files", "config.json"), "{}", 2);
+    assert_int_equal(symlink("/dev/zero", tmp_file_path("special_files", "model.safetensors")), 0);
+    assert_open_fails(test_tmp_path("special_files"), QREF_ERR_INVALID,
+                      "model.safetensors: a character device, expected a regular file");
+    assert_int_equal(unlink(tmp_file_path("special_files", "model.safetensors")), 0);
+    assert_int_equal(mkfifo(tmp_file_path("special_files", "model.safetensors"), 0600), 0);
+    assert_open_fails(test_tmp_path("special_files"), QREF_ERR_INVALID,
+                      "model.safetensors: a FIFO, expected a regular file");
+}
+
 /* ---- Shards -------------------------------------------------------------------------------- */
 
 #define SHARD1 "model-00001-of-00002.safetensors"
@@ -900,6 +915,7 @@ int main(void)
         cmocka_unit_test(snapshot_single_safetensors_file),
         cmocka_unit_test(snapshot_folder_follows_symlinks),
         cmocka_unit_test(snapshot_without_weights),
+        cmocka_unit_test(snapshot_rejects_special_files),
         cmocka_unit_test(snapshot_sharded_matches_folder),
         cmocka_unit_test(snapshot_shard_index_mismatches),
         cmocka_unit_test(snapshot_tensor_in_two_shards),
