@@ -8,7 +8,7 @@
  * SYNTH_BASE and STORIES_BASE are artifacts written by `qconform quantize --format
  * compressed-tensors` (4-bit pack-quantized, asymmetric: synth256 with group 128, stories260k
  * per channel); SYNTH_REFERENCE is fixtures/models/synth256. Every case starts from one of
- * them and changes exactly one thing (the comment of each case says what, and which finding
+ * them and changes exactly one thing (the comment of each case names it and the finding
  * verify must report), so the finding is the only one. The linear, element or value a case
  * changes comes from a SplitMix64 stream seeded with CORPUS_SEED and the case name, so every
  * run writes the same bytes. A case is written to OUT_DIR/<case>, replacing an earlier one.

@@ -449,7 +449,7 @@ int main(int argc, char **argv)
     /* rtn.codes (FAIL with --reference): one 4-bit code of a round-to-nearest artifact, at a
      * drawn word and field, moved one step (q + 1 mod 16), in a plain and an act-order
      * artifact. The structure stays valid and the weight error moves by one step of one group,
-     * so only the comparison with a fresh quantization sees it. */
+     * so only the comparison with a fresh quantization detects it. */
     const struct {
         artifact *source;
         const char *name, *qweight;
