@@ -82,3 +82,12 @@ foreach(case
   set_tests_properties(integration.fakequant.${name} PROPERTIES
     LABELS "integration;fakequant" FIXTURES_REQUIRED fakequant_cases TIMEOUT 300)
 endforeach()
+
+# The INFO finding of each fake-quantized linear names its grid.
+add_test(NAME integration.fakequant.linear_finding
+  COMMAND ${CMAKE_COMMAND} -DQCONFORM=$<TARGET_FILE:qconform>
+          "-DARGS=inspect;${FAKEQUANT_DIR}/cases-w3g64;--json" -DID=fakequant.linear -DVERDICT=PASS -DEXPECTED_EXIT=0
+          "-DMESSAGE=linear model[.]layers[.]1[.]mlp[.]down_proj: 3-bit groups of 64, 3[.]5 effective bits"
+          -P ${CMAKE_CURRENT_SOURCE_DIR}/check_finding.cmake)
+set_tests_properties(integration.fakequant.linear_finding PROPERTIES
+  LABELS "integration;fakequant" FIXTURES_REQUIRED fakequant_cases_w3g64)

@@ -135,6 +135,15 @@ set(gguf_malformed_cases
   "gguf_unsupported_type[.]gguf: tensor \"blk[.]0[.]ffn_up[.]weight\": ggml type IQ2_XXS [(]16[)] has no dequantizer here"
   gguf_not_llama
   "gguf_not_llama[.]gguf: general[.]architecture \"gptneox\" is not supported [(]expected \"llama\"[)]")
+# the unsupported ggml type is the structure.type check of verify's report
+add_test(NAME integration.gguf.malformed_unsupported_type.finding
+  COMMAND ${CMAKE_COMMAND} -DQCONFORM=$<TARGET_FILE:qconform> "-DARGS=verify;${GGUF_MALFORMED}/gguf_unsupported_type.gguf"
+          -DREPORT=${GGUF_MALFORMED}/out/gguf_unsupported_type.finding.json -DID=structure.type -DVERDICT=ERROR
+          -DEXPECTED_EXIT=3 "-DMESSAGE=tensor \"blk[.]0[.]ffn_up[.]weight\": ggml type IQ2_XXS [(]16[)] has no dequantizer here"
+          -P ${CMAKE_CURRENT_SOURCE_DIR}/check_finding.cmake)
+set_tests_properties(integration.gguf.malformed_unsupported_type.finding PROPERTIES
+  LABELS "integration;gguf;malformed" FIXTURES_REQUIRED gguf_malformed)
+
 list(LENGTH gguf_malformed_cases gguf_malformed_length)
 math(EXPR gguf_malformed_last "${gguf_malformed_length} - 1")
 foreach(i RANGE 0 ${gguf_malformed_last} 2)
