@@ -18,6 +18,7 @@
 #include "eval/qref_kld.h"
 #include "qc_args.h"
 #include "qc_commands.h"
+#include "qc_structure.h"
 #include "qc_eval.h"
 #include "qc_manifest.h"
 
@@ -95,7 +96,9 @@ static qref_status compare_live(compare_inputs *in, const qc_model *quant, const
     qref_status status = qc_model_open(in->reference_path, &reference, err);
     if (status != QREF_OK)
         return status;
-    status = qc_eval_wikitext_tokenize(&reference, in->data_path, QREF_PPL_PROTOCOL_LLAMACPP, &in->dataset, err);
+    status = qc_structure_require_valid(&reference, err);
+    if (status == QREF_OK)
+        status = qc_eval_wikitext_tokenize(&reference, in->data_path, QREF_PPL_PROTOCOL_LLAMACPP, &in->dataset, err);
     if (status == QREF_OK) {
         in->stream_tokens = in->dataset.count;
         in->bos_id = in->dataset.bos_id;
@@ -373,6 +376,10 @@ int qc_cmd_compare(int argc, char **argv)
     if (args.positional_count != 1)
         return qc_usage_error("compare", "expected one QUANT path");
     in.quant_path = args.positional[0];
+    const char *inputs[] = {in.quant_path, in.reference_path, in.data_path, in.base_path};
+    for (size_t k = 0; k < sizeof inputs / sizeof inputs[0]; k++)
+        if ((code = qc_args_check_output("compare", "--save-base-logits", in.save_path, inputs[k], false)) != 0)
+            return code;
     if (in.task != NULL && strcmp(in.task, "wikitext2") != 0)
         return qc_usage_error("compare", "unknown task '%s' (supported: wikitext2)", in.task);
     if (in.base_path != NULL) {
@@ -411,6 +418,10 @@ int qc_cmd_compare(int argc, char **argv)
     qc_model quant;
     if (qc_model_open(in.quant_path, &quant, &err) != QREF_OK)
         return qc_report_error(&err);
+    if (qc_structure_require_valid(&quant, &err) != QREF_OK) {
+        qc_model_close(&quant);
+        return qc_report_error(&err);
+    }
     qref_kld_result result;
     in.want_manifests = json;
     qref_status status = in.base_path != NULL

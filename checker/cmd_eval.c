@@ -12,6 +12,7 @@
 
 #include "qc_args.h"
 #include "qc_commands.h"
+#include "qc_structure.h"
 #include "qc_eval.h"
 #include "qc_manifest.h"
 
@@ -119,7 +120,9 @@ int qc_cmd_eval(int argc, char **argv)
     if (qc_model_open(args.positional[0], &model, &err) != QREF_OK)
         return qc_report_error(&err);
     qc_ppl_outcome outcome;
-    qref_status status = adapter != NULL ? qc_model_use_adapter(&model, adapter, &err) : QREF_OK;
+    qref_status status = qc_structure_require_valid(&model, &err);
+    if (status == QREF_OK && adapter != NULL)
+        status = qc_model_use_adapter(&model, adapter, &err);
     if (status == QREF_OK)
         status = qc_eval_wikitext_ppl(&model, &request, &outcome, &err);
     /* the JSON names the model by its manifest digest, as verify's reports do */

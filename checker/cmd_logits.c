@@ -16,6 +16,7 @@
 #include "model/qref_llama.h"
 #include "qc_args.h"
 #include "qc_commands.h"
+#include "qc_structure.h"
 #include "qc_model.h"
 
 static void print_usage(FILE *out)
@@ -102,6 +103,8 @@ int qc_cmd_logits(int argc, char **argv)
         return qc_usage_error("logits", "give exactly one of --ids and --text");
     if (out_path == NULL)
         return qc_usage_error("logits", "missing --out FILE");
+    if ((code = qc_args_check_output("logits", "--out", out_path, args.positional[0], false)) != 0)
+        return code;
     if (no_bos && text == NULL)
         return qc_usage_error("logits", "--no-bos applies to --text only");
 
@@ -116,7 +119,9 @@ int qc_cmd_logits(int argc, char **argv)
         free(ids);
         return qc_report_error(&err);
     }
-    qref_status status = adapter != NULL ? qc_model_use_adapter(&model, adapter, &err) : QREF_OK;
+    qref_status status = qc_structure_require_valid(&model, &err);
+    if (status == QREF_OK && adapter != NULL)
+        status = qc_model_use_adapter(&model, adapter, &err);
     if (status == QREF_OK && text != NULL) {
         status = qc_model_require_tokenizer(&model, &err);
         if (status == QREF_OK)

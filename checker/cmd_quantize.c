@@ -306,6 +306,8 @@ int qc_cmd_quantize(int argc, char **argv)
     /* options */
     if (args.positional_count != 1)
         return qc_usage_error("quantize", "expected one REF snapshot path");
+    if ((code = qc_args_check_output("quantize", "--out", out_dir, args.positional[0], true)) != 0)
+        return code;
     if ((desc_act || static_groups || pack_dtype_text != NULL) && (format == NULL || strcmp(format, "gptq") != 0))
         return qc_usage_error("quantize", "--desc-act, --static-groups and --pack-dtype apply to --format gptq");
     if (format != NULL && strcmp(format, "fake") == 0)

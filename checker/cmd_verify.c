@@ -59,7 +59,8 @@ static void print_usage(FILE *out)
             "  --quiet          do not print the table\n"
             "  --adapter DIR    PEFT LoRA adapter folder (adapter_config.json and\n"
             "                   adapter_model.safetensors): checked against ARTIFACT and merged into\n"
-            "                   its linears (W + scaling * B A) for every measurement\n"
+            "                   its linears (W + scaling * B A) for perplexity, KLD and logits;\n"
+            "                   --reference compares the base weights under the adapter\n"
             "\n"
             "Exit codes: 0 no FAIL or ERROR, 1 at least one FAIL, 2 usage error, 3 unreadable or\n"
             "invalid input, 4 internal error.\n");
@@ -645,6 +646,12 @@ static int parse_options(int argc, char **argv, verify_options *options)
     options->artifact = args.positional[0];
     if (options->cell != NULL && options->suite == NULL)
         return qc_usage_error("verify", "--cell needs --suite");
+    const char *inputs[] = {options->artifact, options->reference, options->suite, options->data, options->adapter};
+    const char *outputs[][2] = {{"--report", options->report}, {"--junit", options->junit}};
+    for (size_t o = 0; o < 2; o++)
+        for (size_t k = 0; k < sizeof inputs / sizeof inputs[0]; k++)
+            if ((code = qc_args_check_output("verify", outputs[o][0], outputs[o][1], inputs[k], false)) != 0)
+                return code;
     if (options->report != NULL && options->junit != NULL && strcmp(options->report, "-") == 0 &&
         strcmp(options->junit, "-") == 0)
         return qc_usage_error("verify", "--report - and --junit - would both write to stdout; give one of them a "

@@ -1,8 +1,12 @@
+#define _XOPEN_SOURCE 700 /* realpath */
 #include "qc_args.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "qc_commands.h"
 
@@ -90,5 +94,71 @@ int qc_args_int(const char *command, const char *name, const char *value, long m
         return qc_usage_error(command, "option %s: '%s' is not an integer from %ld to %ld", name, value, min,
                               max);
     *out = parsed;
+    return 0;
+}
+
+bool qc_path_resolve(const char *path, char *out)
+{
+    char prefix[PATH_MAX], head[PATH_MAX];
+    if (snprintf(prefix, sizeof prefix, "%s", path) >= (int)sizeof prefix)
+        return false;
+    size_t length = strlen(prefix);
+    while (length > 1 && prefix[length - 1] == '/')
+        prefix[--length] = '\0';
+
+    /* Step 1: cut trailing components off until the rest exists: prefix[0..split) */
+    size_t split = length;
+    for (;;) {
+        memcpy(head, prefix, split);
+        head[split] = '\0';
+        const char *candidate = split > 0 ? head : prefix[0] == '/' ? "/" : ".";
+        if (realpath(candidate, out) != NULL)
+            break;
+        if (split == 0)
+            return false;
+        size_t k = split;
+        while (k > 0 && prefix[k - 1] != '/')
+            k--;
+        split = k > 0 ? k - 1 : 0;
+    }
+
+    /* Step 2: append what did not exist */
+    const char *tail = split < length ? prefix + split + (prefix[split] == '/' ? 1 : 0) : "";
+    if (tail[0] == '\0')
+        return true;
+    size_t used = strlen(out);
+    int written = snprintf(out + used, PATH_MAX - used, "%s%s", strcmp(out, "/") == 0 ? "" : "/", tail);
+    return written >= 0 && (size_t)written < PATH_MAX - used;
+}
+
+bool qc_path_within(const char *a, const char *b)
+{
+    size_t n = strlen(b);
+    if (strcmp(b, "/") == 0)
+        return true;
+    return strncmp(a, b, n) == 0 && (a[n] == '\0' || a[n] == '/');
+}
+
+int qc_args_check_output(const char *command, const char *option, const char *output, const char *input,
+                         bool contains_check)
+{
+    char out_path[PATH_MAX], in_path[PATH_MAX];
+    if (output == NULL || input == NULL || strcmp(output, "-") == 0 || !qc_path_resolve(output, out_path) ||
+        !qc_path_resolve(input, in_path))
+        return 0;
+    struct stat info;
+    bool exists = stat(out_path, &info) == 0;
+    if (strcmp(out_path, in_path) == 0)
+        return qc_usage_error(command, "option %s: %s is the input %s itself; write to another path", option, output,
+                              input);
+    if (exists && !S_ISDIR(info.st_mode) && qc_path_within(out_path, in_path))
+        return qc_usage_error(command, "option %s: %s is a file of the input %s and would be overwritten; write to "
+                              "another path", option, output, input);
+    if (contains_check && qc_path_within(in_path, out_path))
+        return qc_usage_error(command, "option %s: %s contains the input %s, which replacing it would delete; write "
+                              "to another path", option, output, input);
+    if (contains_check && qc_path_within(out_path, in_path))
+        return qc_usage_error(command, "option %s: %s lies inside the input %s; write to another path", option,
+                              output, input);
     return 0;
 }

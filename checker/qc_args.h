@@ -48,4 +48,22 @@ bool qc_args_parse_command(const char *command, int argc, char **argv, const qc_
  */
 int qc_args_int(const char *command, const char *name, const char *value, long min, long max, long *out);
 
+/*
+ * Writes path as an absolute path into out (PATH_MAX bytes), with symbolic links resolved in
+ * its longest existing prefix, so a path that does not exist yet is resolved as far as it
+ * exists. Returns false when no prefix can be resolved.
+ */
+bool qc_path_resolve(const char *path, char *out);
+
+/* True when the resolved paths a and b are equal or a lies inside folder b. */
+bool qc_path_within(const char *a, const char *b);
+
+/*
+ * Checks that output, a file or folder a command writes, is neither the input path, nor an
+ * existing file inside it, nor (with contains_check) a folder that contains it. Prints a usage
+ * error naming option and returns its exit code, or returns 0.
+ */
+int qc_args_check_output(const char *command, const char *option, const char *output, const char *input,
+                         bool contains_check);
+
 #endif

@@ -179,6 +179,33 @@ static long stored_layer_count(const qc_model *artifact)
     return highest + 1;
 }
 
+qref_status qc_structure_require_valid(const qc_model *model, qref_error *err)
+{
+    qc_report report;
+    qc_report_init(&report, "structure");
+    qref_status status = QREF_OK;
+    if (!qc_structure_check(model, &report)) {
+        size_t errors = 0;
+        const qc_check *first = NULL;
+        for (size_t i = 0; i < report.check_count; i++) {
+            const qc_check *check = &report.checks[i];
+            if (check->verdict != QC_VERDICT_ERROR && check->verdict != QC_VERDICT_FAIL)
+                continue;
+            errors++;
+            if (first == NULL)
+                first = check;
+        }
+        status = qref_error_set(err, first != NULL && first->error_status != QREF_OK ? first->error_status
+                                                                                      : QREF_ERR_INVALID,
+                                "%s: %s (%zu structure error%s; qconform inspect lists them)",
+                                first != NULL ? first->id : "structure",
+                                first != NULL ? first->message : "the structure check failed", errors,
+                                errors == 1 ? "" : "s");
+    }
+    qc_report_free(&report);
+    return status;
+}
+
 bool qc_structure_layers_consistent(const qc_model *model, char *message, size_t size)
 {
     if (model->kind == QC_MODEL_GGUF)

@@ -27,6 +27,13 @@ bool qc_structure_check(const qc_model *artifact, qc_report *report);
 cJSON *qc_structure_describe(const qc_model *artifact);
 
 /*
+ * Runs qc_structure_check on its own report and fails with the first ERROR check's message
+ * (id and message) when any check failed or errored, so commands that only run a model
+ * (eval, logits, compare) refuse what verify rejects.
+ */
+qref_status qc_structure_require_valid(const qc_model *model, qref_error *err);
+
+/*
  * Checks that a snapshot stores exactly the config's num_hidden_layers layers; else writes
  * why into message and returns false. GGUF models always pass, because the GGUF structure
  * check counts their blk.N layers.

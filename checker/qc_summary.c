@@ -412,7 +412,10 @@ qref_status qc_summary_write(const char *const *reports, size_t report_count, co
             snprintf(svg_path, sizeof svg_path, "%s%s.svg", svg_prefix, panel_name);
             svg_link(svg_path, markdown_path, svg_name, sizeof svg_name);
             status = write_panel_svg(&sum, panel, svg_path, err);
-            text_printf(&md, "\n![%s %s against bits](%s)\n", panel->benchmark, panel->metric, svg_name);
+            /* CommonMark needs <...> around a link destination with spaces or parentheses */
+            bool bracket = strpbrk(svg_name, " ()") != NULL;
+            text_printf(&md, "\n![%s %s against bits](%s%s%s)\n", panel->benchmark, panel->metric, bracket ? "<" : "",
+                        svg_name, bracket ? ">" : "");
         }
     }
 

@@ -202,6 +202,16 @@ static bool other_group_size_matching(const qref_gptq_layout *layout, int64_t ro
     return true;
 }
 
+/* Writes "the config declares group_size 128", or, without the key, that AutoGPTQ's default of -1 applies. */
+static void declared_group_size_text(const linear_check *check, char *out, size_t size)
+{
+    if (check->config->declared & QREF_GPTQ_KEY_GROUP_SIZE)
+        snprintf(out, size, "the config declares group_size %ld", check->config->group_size);
+    else
+        snprintf(out, size, "the config sets no group_size, so AutoGPTQ's default of %ld applies",
+                 check->config->group_size);
+}
+
 /* Writes "the config declares 4 bits", or, without a bits key, that AutoGPTQ's default of 4 applies. */
 static void declared_bits_text(const linear_check *check, char *out, size_t size)
 {
@@ -264,8 +274,10 @@ static void check_qzeros(linear_check *check)
         }
     } else if (qzeros->ndim == 2 && qzeros->shape[1] == layout->qzeros_cols &&
                other_group_size_matching(layout, qzeros->shape[0], group_size, sizeof group_size)) {
-        snprintf(hint, sizeof hint, "%lld rows are the groups of group_size %s, but the config declares group_size %ld",
-                 (long long)qzeros->shape[0], group_size, check->config->group_size);
+        char declared[96];
+        declared_group_size_text(check, declared, sizeof declared);
+        snprintf(hint, sizeof hint, "%lld rows are the groups of group_size %s, but %s", (long long)qzeros->shape[0],
+                 group_size, declared);
         id = "gptq.group_size_mismatch";
         hint_text = hint;
     }
@@ -287,8 +299,10 @@ static void check_scales(linear_check *check)
     const char *id = "gptq.shape", *hint_text = NULL;
     if (scales->ndim == 2 && scales->shape[1] == layout->out_features &&
         other_group_size_matching(layout, scales->shape[0], group_size, sizeof group_size)) {
-        snprintf(hint, sizeof hint, "%lld rows are the groups of group_size %s, but the config declares group_size %ld",
-                 (long long)scales->shape[0], group_size, check->config->group_size);
+        char declared[96];
+        declared_group_size_text(check, declared, sizeof declared);
+        snprintf(hint, sizeof hint, "%lld rows are the groups of group_size %s, but %s", (long long)scales->shape[0],
+                 group_size, declared);
         id = "gptq.group_size_mismatch";
         hint_text = hint;
     }

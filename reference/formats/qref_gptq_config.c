@@ -5,7 +5,8 @@
  * them, and the writer for the object AutoGPTQ saves.
  *
  * Readers lower-case every key and map synonyms before use. A key whose value is null counts
- * as absent, because GPTQModel and transformers write null for unset fields.
+ * as absent, because GPTQModel and transformers write null for unset fields. bits is the
+ * exception: AutoGPTQ keeps a null bits and rejects it, so it is an error here too.
  */
 #include "formats/qref_gptq.h"
 
@@ -153,6 +154,10 @@ static qref_status collect_fields(const char *display, const cJSON *object, cons
     memset(items, 0, sizeof(items[0]) * FIELD_COUNT);
     for (const cJSON *child = object->child; child != NULL; child = child->next) {
         config_field field = field_of_key(child->string);
+        /* AutoGPTQ copies a null bits into its config and then rejects it */
+        if (field == FIELD_BITS && cJSON_IsNull(child))
+            return qref_error_set(err, QREF_ERR_INVALID, "%s: %s is null, expected 2, 3, 4 or 8", display,
+                                  child->string);
         if (field == FIELD_COUNT || cJSON_IsNull(child))
             continue;
         if (items[field] != NULL && !cJSON_Compare(items[field], child, true)) {

@@ -162,7 +162,15 @@ qref_status qref_atomic_file_open(qref_atomic_file *file, const char *path, qref
     snprintf(file->temp_path, length + 16, "%s.tmp.XXXXXX", path);
     file->fd = mkstemp(file->temp_path);
     if (file->fd < 0) {
-        qref_error_set(err, QREF_ERR_IO, "%s: cannot create a temporary file: %s", path, strerror(errno));
+        if (errno == ENOENT) {
+            /* name the folder that is missing rather than the temporary file */
+            const char *slash = strrchr(path, '/');
+            int folder = slash == NULL || slash == path ? 1 : (int)(slash - path);
+            qref_error_set(err, QREF_ERR_IO, "%s: the folder %.*s does not exist; create it first", path, folder,
+                           slash == NULL ? "." : path);
+        } else {
+            qref_error_set(err, QREF_ERR_IO, "%s: cannot create a temporary file: %s", path, strerror(errno));
+        }
         free(file->temp_path);
         file->temp_path = NULL; /* nothing was created */
         qref_atomic_file_abort(file);

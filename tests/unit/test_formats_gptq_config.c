@@ -173,6 +173,9 @@ static void test_gptq_config_invalid(void **state)
     expect_parse_error("{\"bits\": 5}", QREF_ERR_INVALID, "bits is 5", "expected 2, 3, 4 or 8");
     expect_parse_error("{\"bits\": 4, \"group_size\": 0}", QREF_ERR_INVALID, "group_size is 0", "-1");
     expect_parse_error("{\"bits\": \"4\"}", QREF_ERR_INVALID, "bits", NULL);
+    /* AutoGPTQ's BaseQuantizeConfig keeps a null bits and its __post_init__ rejects it */
+    expect_parse_error("{\"bits\": null, \"group_size\": 128}", QREF_ERR_INVALID, "bits is null",
+                       "expected 2, 3, 4 or 8");
     expect_parse_error("{\"bits\": 4, \"pack_dtype\": \"float\"}", QREF_ERR_INVALID, "pack_dtype \"float\" is unknown",
                        "expected \"int8\", \"int16\", \"int32\" or \"int64\"");
     expect_parse_error("{\"bits\": 4, \"pack_dtype\": \"uint32\"}", QREF_ERR_INVALID, "pack_dtype \"uint32\" is unknown",
