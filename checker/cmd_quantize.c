@@ -326,8 +326,11 @@ int qc_cmd_quantize(int argc, char **argv)
         return quantize_awq(args.positional[0], method, bits_text, group_text, sym, checkpoint_text, format, out_dir,
                             force);
     if (method == NULL || strcmp(method, "rtn") != 0)
-        return qc_usage_error("quantize", method == NULL ? "missing --method rtn"
-                                                         : "unknown method '%s' (supported: rtn)", method);
+        return qc_usage_error("quantize", method == NULL ? "missing --method (rtn, nf4, fp4, int8 or rtn-awq)"
+                                                         : "unknown method '%s' for --format %s (supported: rtn; nf4, "
+                                                           "fp4 and int8 need --format bnb, rtn-awq needs --format "
+                                                           "awq-gemm or awq-gemv)", method,
+                              format != NULL ? format : "gptq");
     if (format == NULL || strcmp(format, "gptq") != 0)
         return qc_usage_error("quantize", format == NULL ? "missing --format gptq"
                                                          : "unknown format '%s' (supported: gptq, bnb, "

@@ -260,8 +260,8 @@ static void check_qzeros(linear_check *check)
         return;
 
     char why[256], hint[200], group_size[48];
-    snprintf(why, sizeof why, "%lld groups by %d-bit zero points of %lld output features", (long long)layout->groups,
-             layout->bits, (long long)layout->out_features);
+    snprintf(why, sizeof why, "%lld group%s by %d-bit zero points of %lld output features", (long long)layout->groups,
+             layout->groups == 1 ? "" : "s", layout->bits, (long long)layout->out_features);
     const char *id = "gptq.shape", *hint_text = NULL;
     if (qzeros->ndim == 2 && qzeros->shape[0] == layout->groups && qzeros->shape[1] != layout->qzeros_cols) {
         int stored_bits = other_bits_matching(layout, layout->out_features, qzeros->shape[1]);
@@ -294,8 +294,8 @@ static void check_scales(linear_check *check)
         return;
 
     char why[256], hint[200], group_size[48];
-    snprintf(why, sizeof why, "%lld groups by %lld output features", (long long)layout->groups,
-             (long long)layout->out_features);
+    snprintf(why, sizeof why, "%lld group%s by %lld output features", (long long)layout->groups,
+             layout->groups == 1 ? "" : "s", (long long)layout->out_features);
     const char *id = "gptq.shape", *hint_text = NULL;
     if (scales->ndim == 2 && scales->shape[1] == layout->out_features &&
         other_group_size_matching(layout, scales->shape[0], group_size, sizeof group_size)) {

@@ -854,10 +854,12 @@ void qref_lora_bind(qref_lora_adapter *adapter, const qref_lora_base_module *mod
         double scaling = adapter->use_rslora ? adapter->alpha / sqrt((double)adapter->r)
                                              : adapter->alpha / (double)adapter->r;
         qref_findings_add(findings, "lora.adapter", QREF_SEVERITY_INFO, "", "LoRA adapter: r %lld, lora_alpha %g, "
-                          "scaling %g (lora_alpha / %s), %zu linears updated, %zu tensors replaced; %zu rank_pattern "
+                          "scaling %g (lora_alpha / %s), %zu linear%s updated, %zu tensor%s replaced; %zu rank_pattern "
                           "and %zu alpha_pattern entries", (long long)adapter->r, adapter->alpha, scaling,
                           adapter->use_rslora ? "sqrt(r), rsLoRA" : "r", adapter->update_count,
-                          adapter->replacement_count, adapter->rank_pattern_count, adapter->alpha_pattern_count);
+                          adapter->update_count == 1 ? "" : "s", adapter->replacement_count,
+                          adapter->replacement_count == 1 ? "" : "s", adapter->rank_pattern_count,
+                          adapter->alpha_pattern_count);
     }
 }
 
