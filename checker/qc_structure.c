@@ -520,6 +520,31 @@ static void describe_gguf(const qc_model *artifact, cJSON *json)
         cJSON_AddStringToObject(json, "tokenizer", qref_tokenizer_kind_name(qref_tokenizer_kind_of(artifact->tokenizer)));
 }
 
+/* Runs the codec's config check with the names of every linear of the model and lm_head. */
+static void check_codec_config(const qc_model *artifact, structure_tally *tally)
+{
+    size_t count = (size_t)artifact->config.num_hidden_layers * QREF_LLAMA_LINEAR_COUNT + 1;
+    char (*names)[128] = calloc(count, sizeof *names);
+    const char **modules = calloc(count, sizeof *modules);
+    qref_findings findings = {0};
+    if (names == NULL || modules == NULL) {
+        findings.dropped++;
+    } else {
+        size_t n = 0;
+        for (int layer = 0; layer < artifact->config.num_hidden_layers; layer++)
+            for (int k = 0; k < QREF_LLAMA_LINEAR_COUNT; k++, n++) {
+                qref_llama_layer_tensor_name(names[n], sizeof names[n], layer, qref_llama_linear_names[k]);
+                modules[n] = names[n];
+            }
+        modules[n] = "lm_head"; /* the model always has an lm_head module, tied or not */
+        artifact->codec->config_check(artifact->codec_config, modules, count, &findings);
+    }
+    tally_findings(tally, &findings);
+    qref_findings_free(&findings);
+    free(modules);
+    free(names);
+}
+
 bool qc_structure_check(const qc_model *artifact, qc_report *report)
 {
     if (artifact->kind == QC_MODEL_GGUF)
@@ -529,13 +554,9 @@ bool qc_structure_check(const qc_model *artifact, qc_report *report)
     if (!check_layer_count(artifact, report))
         return false;
 
-    /* the quantization config on its own */
-    if (artifact->codec != NULL && artifact->codec->config_check != NULL) {
-        qref_findings findings = {0};
-        artifact->codec->config_check(artifact->codec_config, &findings);
-        tally_findings(&tally, &findings);
-        qref_findings_free(&findings);
-    }
+    /* the quantization config against the model's linears */
+    if (artifact->codec != NULL && artifact->codec->config_check != NULL)
+        check_codec_config(artifact, &tally);
 
     check_dense(&tally, artifact, "model.embed_tokens.weight", config->vocab_size, config->hidden_size);
     check_dense(&tally, artifact, "model.norm.weight", config->hidden_size, 1);

@@ -120,8 +120,13 @@ typedef struct qref_codec {
                          int64_t cols, qref_findings *findings);
     void (*linear_describe)(const void *config, const qref_tensor_set *tensors, const char *module,
                             qref_linear_info *info);
-    /* Reports problems of the config alone, before any linear is checked. May be NULL. */
-    void (*config_check)(const void *config, qref_findings *findings);
+    /*
+     * Reports problems of the config against the model before any linear is checked; modules
+     * lists every linear of the model ("model.layers.0.self_attn.q_proj", ..., "lm_head").
+     * May be NULL.
+     */
+    void (*config_check)(const void *config, const char *const *modules, size_t module_count,
+                         qref_findings *findings);
     /*
      * Checks that need every linear at once (for example statistics over all zero points);
      * modules lists the linears stored in this codec's layout. May be NULL.

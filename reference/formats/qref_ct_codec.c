@@ -328,36 +328,23 @@ static void ct_linear_describe(const void *config, const qref_tensor_set *tensor
 
 /* ---- the whole artifact ------------------------------------------------------------------- */
 
-/* Reports the schema problems found while parsing. */
-static void ct_config_check(const void *config, qref_findings *findings)
+/* Reports the schema problems found while parsing, then targets and ignore entries against the linears. */
+static void ct_config_check(const void *config, const char *const *modules, size_t module_count,
+                            qref_findings *findings)
 {
     const qref_ct_config *c = config;
     for (size_t k = 0; k < c->problem_count; k++)
         qref_findings_add(findings, c->problems[k].id, QREF_SEVERITY_ERROR, "", "%s", c->problems[k].message);
+    qref_ct_config_check_targets(c, modules, module_count, findings);
 }
 
 static void ct_artifact_check(const void *config, const qref_tensor_set *tensors, const char *const *modules,
                               size_t module_count, qref_findings *findings)
 {
     (void)tensors;
+    (void)modules;
+    (void)module_count;
     const qref_ct_config *c = config;
-
-    /* targets against the linears (the model always has an lm_head module, tied or not). */
-    const char **names = malloc((module_count + 1) * sizeof *names);
-    if (names == NULL) {
-        findings->dropped++;
-        return;
-    }
-    size_t count = 0;
-    bool has_lm_head = false;
-    for (size_t m = 0; m < module_count; m++) {
-        names[count++] = modules[m];
-        has_lm_head = has_lm_head || strcmp(modules[m], "lm_head") == 0;
-    }
-    if (!has_lm_head)
-        names[count++] = "lm_head";
-    qref_ct_config_check_targets(c, names, count, findings);
-    free(names);
 
     /* quantization the reference forward does not emulate. */
     for (size_t s = 0; s < c->scheme_count; s++) {
