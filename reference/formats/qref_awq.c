@@ -366,11 +366,13 @@ static bool check_shapes(const qref_awq_linear *linear, const qref_awq_config *c
     if (shapes_of(other, in, out, group_size, &o) && linear_has_shapes(linear, &o)) {
         char qweight[96], scales[96];
         qref_findings_add(findings, "awq.layout.mismatch", QREF_SEVERITY_ERROR, name,
-                          "%s: the tensors have the %s shapes (qweight %s, scales %s), but the config (%s) declares "
+                          "%s: the tensors have the %s shapes (qweight %s, scales %s), but the config (%s) %s "
                           "version \"%s\", whose layout expects qweight [%lld, %lld] and scales [%lld, %lld]; hint: "
                           "the file was written with version \"%s\"",
                           name, qref_awq_layout_name(other), shape_text(linear->qweight, qweight, sizeof qweight),
-                          shape_text(linear->scales, scales, sizeof scales), config->source, config->version,
+                          shape_text(linear->scales, scales, sizeof scales), config->source,
+                          (config->declared & QREF_AWQ_KEY_VERSION) ? "declares" : "sets no version, so AutoAWQ uses",
+                          config->version,
                           (long long)s->qweight[0], (long long)s->qweight[1], (long long)s->scales[0],
                           (long long)s->scales[1], qref_awq_layout_name(other));
         return false;

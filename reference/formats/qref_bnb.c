@@ -218,6 +218,7 @@ qref_status qref_bnb_config_parse(const char *display, const cJSON *object, qref
     /* 4-bit settings */
     const cJSON *item = member(object, "bnb_4bit_quant_type");
     char found[96];
+    out->quant_type_set = item != NULL;
     if (status == QREF_OK && item != NULL) {
         if (cJSON_IsString(item) && strcmp(item->valuestring, "nf4") == 0)
             out->quant_type = QREF_BNB_QUANT_NF4;

@@ -95,6 +95,7 @@ void qref_bnb_dynamic_map(float map[256]);
 typedef struct qref_bnb_config {
     bool load_in_8bit;                 /* LLM.int8; otherwise 4-bit (transformers' rule) */
     qref_bnb_quant_type quant_type;    /* bnb_4bit_quant_type, default fp4 */
+    bool quant_type_set;               /* the config has a bnb_4bit_quant_type member */
     bool double_quant;                 /* bnb_4bit_use_double_quant, default false */
     qref_dtype compute_dtype;          /* bnb_4bit_compute_dtype, default float32 */
     qref_dtype quant_storage;          /* bnb_4bit_quant_storage, default uint8 */

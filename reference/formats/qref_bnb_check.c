@@ -244,8 +244,9 @@ static void check_config_4bit(const qref_bnb_config *config, const qref_bnb_line
     if (config->quant_type != state->quant_type)
         qref_findings_add(findings, "bnb.config.mismatch", QREF_SEVERITY_WARNING, linear->module,
                           "linear \"%s\": quant_type \"%s\" in its quant_state, but config.json: quantization_config: "
-                          "bnb_4bit_quant_type is \"%s\"; expected the two to agree", linear->module,
-                          qref_bnb_quant_type_name(state->quant_type), qref_bnb_quant_type_name(config->quant_type));
+                          "bnb_4bit_quant_type is \"%s\"%s; expected the two to agree", linear->module,
+                          qref_bnb_quant_type_name(state->quant_type), qref_bnb_quant_type_name(config->quant_type),
+                          config->quant_type_set ? "" : " (not set: transformers' default)");
     if (config->double_quant != state->nested)
         qref_findings_add(findings, "bnb.config.mismatch", QREF_SEVERITY_WARNING, linear->module,
                           "linear \"%s\": stored %s double quantization, but config.json: quantization_config: "

@@ -34,6 +34,7 @@ static void config_for(qref_awq_config *config, qref_awq_layout layout, int64_t 
     snprintf(config->version, sizeof config->version, "%s", qref_awq_layout_name(layout));
     config->group_size = group_size;
     config->zero_point = zero_point;
+    config->declared = QREF_AWQ_KEY_BITS | QREF_AWQ_KEY_GROUP_SIZE | QREF_AWQ_KEY_ZERO_POINT | QREF_AWQ_KEY_VERSION;
     snprintf(config->source, sizeof config->source, "test config");
 }
 
