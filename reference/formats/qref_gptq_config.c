@@ -386,13 +386,15 @@ static qref_status parse_quant_keys(const char *display, const cJSON *object, co
     int64_t number;
     qref_status status;
     if (items[FIELD_BITS] != NULL) {
-        status = qref_json_get_int(display, object, items[FIELD_BITS]->string, true, 4, 0, 64, &number, err);
-        if (status != QREF_OK)
-            return status;
-        if (number != 2 && number != 3 && number != 4 && number != 8)
-            return qref_error_set(err, QREF_ERR_INVALID, "%s: %s is %lld, expected 2, 3, 4 or 8", display,
-                                  items[FIELD_BITS]->string, (long long)number);
-        out->bits = (int)number;
+        /* every value other than the four widths gets the same message, whatever its type */
+        const cJSON *bits = items[FIELD_BITS];
+        double value = cJSON_IsNumber(bits) ? bits->valuedouble : 0.0;
+        if (!cJSON_IsNumber(bits) || (value != 2 && value != 3 && value != 4 && value != 8)) {
+            char found[96];
+            return qref_error_set(err, QREF_ERR_INVALID, "%s: %s is %s, expected 2, 3, 4 or 8", display, bits->string,
+                                  qref_json_describe(bits, found, sizeof found));
+        }
+        out->bits = (int)value;
         out->declared |= QREF_GPTQ_KEY_BITS;
     }
 

@@ -171,6 +171,9 @@ static void test_gptq_config_invalid(void **state)
 {
     (void)state;
     expect_parse_error("{\"bits\": 5}", QREF_ERR_INVALID, "bits is 5", "expected 2, 3, 4 or 8");
+    expect_parse_error("{\"bits\": -1}", QREF_ERR_INVALID, "bits is -1", "expected 2, 3, 4 or 8");
+    expect_parse_error("{\"bits\": 1e10}", QREF_ERR_INVALID, "bits is 1e10", "expected 2, 3, 4 or 8");
+    expect_parse_error("{\"bits\": 4.5}", QREF_ERR_INVALID, "bits is 4.5", "expected 2, 3, 4 or 8");
     expect_parse_error("{\"bits\": 4, \"group_size\": 0}", QREF_ERR_INVALID, "group_size is 0", "-1");
     expect_parse_error("{\"bits\": \"4\"}", QREF_ERR_INVALID, "bits", NULL);
     /* AutoGPTQ's BaseQuantizeConfig keeps a null bits and its __post_init__ rejects it */
