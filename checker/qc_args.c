@@ -111,7 +111,9 @@ bool qc_path_resolve(const char *path, char *out)
     for (;;) {
         memcpy(head, prefix, split);
         head[split] = '\0';
-        const char *candidate = split > 0 ? head : prefix[0] == '/' ? "/" : ".";
+        const char *candidate = head;
+        if (split == 0)
+            candidate = prefix[0] == '/' ? "/" : ".";
         if (realpath(candidate, out) != NULL)
             break;
         if (split == 0)
@@ -123,9 +125,11 @@ bool qc_path_resolve(const char *path, char *out)
     }
 
     /* Step 2: append what did not exist */
-    const char *tail = split < length ? prefix + split + (prefix[split] == '/' ? 1 : 0) : "";
-    if (tail[0] == '\0')
+    if (split == length)
         return true;
+    const char *tail = prefix + split;
+    if (*tail == '/')
+        tail++;
     size_t used = strlen(out);
     int written = snprintf(out + used, PATH_MAX - used, "%s%s", strcmp(out, "/") == 0 ? "" : "/", tail);
     return written >= 0 && (size_t)written < PATH_MAX - used;

@@ -165,7 +165,7 @@ static long layer_index(const char *name, const char **suffix)
  * Checks that the tensors hold exactly num_hidden_layers layers before anything walks the
  * layers, so a config that claims far more layers than are stored fails at once.
  */
-/* Returns the number of layers the stored tensors hold: the highest "model.layers.N." index + 1. */
+/* Returns the number of layers the stored tensors contain: the highest "model.layers.N." index + 1. */
 static long stored_layer_count(const qc_model *artifact)
 {
     const qref_tensor_set *set = artifact->tensor_weights.tensors;

@@ -34,15 +34,16 @@ cJSON *qc_structure_describe(const qc_model *artifact);
 qref_status qc_structure_require_valid(const qc_model *model, qref_error *err);
 
 /*
- * Checks that a snapshot stores exactly the config's num_hidden_layers layers; else writes
- * why into message and returns false. GGUF models always pass, because the GGUF structure
- * check counts their blk.N layers.
+ * Checks that a snapshot stores exactly the config's num_hidden_layers layers. Otherwise
+ * writes why into message and returns false. GGUF models always pass, because the GGUF
+ * structure check counts their blk.N layers.
  */
 bool qc_structure_layers_consistent(const qc_model *model, char *message, size_t size);
 
 /*
- * The fake-quantization analysis of a float snapshot's linears (formats/qref_fakequant.h),
- * computed on the first call and kept in the model; NULL for GGUF and quantized models.
+ * Returns the fake-quantization analysis of a float snapshot's linears
+ * (formats/qref_fakequant.h), computed on the first call and kept in the model. Returns NULL
+ * for GGUF and quantized models.
  */
 const qref_fakequant_summary *qc_structure_fakequant(const qc_model *artifact);
 

@@ -198,10 +198,10 @@ static const qref_tensor *sibling_tensor(const qref_tensor_set *tensors, const c
 }
 
 /*
- * Reports a repacked layout from the stored tensors. Three signs name one: a name suffix
- * above, qzeros stored as floats (GEMV_fast's pre-scaled zeros), or a qweight without qzeros
- * that is twice as wide as its scales (Marlin's 16-row tiles: [in/16, out * 16 / 8] against
- * scales [in/G, out]).
+ * Reports a repacked layout from the stored tensors. A name suffix above names one, and so do
+ * qzeros stored as floats (GEMV_fast's pre-scaled zeros). A qweight without qzeros that is
+ * twice as wide as its scales names Marlin, whose 16-row tiles give qweight [in/16, out * 2]
+ * against scales [in/G, out].
  */
 static qref_status detect_repacked_tensors(const qref_tensor_set *tensors, qref_error *err)
 {

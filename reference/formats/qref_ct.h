@@ -37,9 +37,9 @@
  *     weight_g_idx       I32 [in], group of each input feature (actorder "group")
  *     input_scale        [1], static (not dynamic) activation quantization only
  *
- * Packing (pack_to_int32): word k of a row contains codes k*P .. k*P + P - 1, code j of the word
- * in bits [b*j, b*j + b), each stored as code + 2^(b-1) (8 for 4 bits); the bits after the
- * last code of a row are zero.
+ * Packing (pack_to_int32): word k of a row contains codes k*P .. k*P + P - 1. Code j of the
+ * word sits in bits [b*j, b*j + b), stored as code + 2^(b-1) (8 for 4 bits). The bits after
+ * the last code of a row are zero.
  *
  * Dequantization (_dequantize in forward.py): W[o][i] = (q - zp) * scale with q, zp and scale
  * of i's group, where q and zp are first converted to the scale dtype, so the difference is

@@ -86,7 +86,7 @@ static void write_case(const char *base_dir, const loaded *base, const char *out
     printf("%s %.*s\n", name, (int)(strlen(weight) - strlen(".weight")), weight);
 }
 
-/* The name of linear index n (0 .. LAYERS * 7 - 1) drawn from the stream. */
+/* Writes the weight name of a linear drawn from the stream (index 0 .. LAYERS * 7 - 1) into name. */
 static void draw_linear(uint64_t *state, char *name, size_t size)
 {
     int n = (int)(case_rng_next(state) % (LAYERS * QREF_LLAMA_LINEAR_COUNT));

@@ -17,7 +17,7 @@
  *                  sqrt(128) / sqrt(128) rounds to 1 in f32, the same merged model;
  *   zero-b         every linear (all-linear), r 4, random A, B = 0: the base model itself;
  *   base-zero-v    synth256 with layer 0's v_proj weights set to zero (a model, not an adapter).
- * One adapter per finding id follows; the comment above each case says what it breaks.
+ * One adapter per finding id follows. The comment above each case names what it breaks.
  */
 #include <math.h>
 #include <stdbool.h>

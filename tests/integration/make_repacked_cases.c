@@ -10,6 +10,8 @@
  * the shapes the tool's module registers. The codes are SplitMix64 bytes from CASES_SEED:
  * the reader must stop at the names and the config, before any value matters.
  *
+ * The cases, with the tensors of the tool named first:
+ *
  *   gptq-marlin        AutoGPTQ qlinear_marlin: B I32 [in/16, out*16/8], s F16 [in/G, out]
  *   awq-marlin         AutoAWQ WQLinear_Marlin: qweight I32 [in/16, out*16/8], scales
  *                      F16 [in/G, out], no qzeros (workspace is not persistent)

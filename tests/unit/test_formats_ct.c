@@ -1,10 +1,13 @@
 /*
- * compressed-tensors tensors (formats/qref_ct.h): packed words worked by hand and the
- * library's own pack_to_int32 vectors, W8A8 rows dequantized by hand in f16 and bf16, round
- * trips of every format, bit width, strategy and symmetry on seeded random matrices, the
- * GPTQ repository's RTN (quant/qref_rtn.h) as an independent check of the symmetric
- * quantizer, and one malformed linear per finding of qref_ct_check_linear. The config schema
- * is tested in test_formats_ct_config.c.
+ * Tests of the compressed-tensors tensors (formats/qref_ct.h).
+ *
+ * - Packed words worked by hand, and the library's own pack_to_int32 vectors.
+ * - W8A8 rows dequantized by hand in f16 and bf16.
+ * - Round trips of every format, bit width, strategy and symmetry on seeded random matrices.
+ * - The GPTQ repository's RTN (quant/qref_rtn.h) as an independent check of the quantizer.
+ * - One malformed linear per finding of qref_ct_check_linear.
+ *
+ * The config schema is tested in test_formats_ct_config.c.
  */
 #include "test_support.h"
 

@@ -4,7 +4,7 @@
  * its priority, and the config the quantize command writes.
  *
  * Cases marked "library test" restate a test of compressed-tensors itself, with the outcome
- * that test asserts: tests/test_quantization/test_quant_args.py (test_defaults,
+ * that test asserts. They come from tests/test_quantization/test_quant_args.py (test_defaults,
  * test_infer_strategy and test_actorder in neuralmagic/compressed-tensors; test_group,
  * test_invalid, test_enums, test_block_structure_* in vllm-project/compressed-tensors),
  * tests/test_quantization/test_quant_config.py (test_load_scheme_from_preset), and
