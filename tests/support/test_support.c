@@ -1,8 +1,11 @@
+#define _XOPEN_SOURCE 700 /* nftw, strdup */
 #include "test_support.h"
 
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 const char *test_fixture_path(const char *relative)
 {
@@ -64,4 +67,38 @@ void test_assert_error(qref_status got, const qref_error *err, qref_status expec
                     phrase);
     assert_int_equal(got, expected);
     assert_non_null(strstr(err->message, phrase));
+}
+
+static int remove_entry(const char *path, const struct stat *info, int type, struct FTW *walk)
+{
+    (void)info;
+    (void)type;
+    (void)walk;
+    return remove(path);
+}
+
+char *test_scratch_path(const char *name)
+{
+    char *path = strdup(test_tmp_path(name));
+    assert_non_null(path);
+    struct stat info;
+    if (lstat(path, &info) == 0)
+        assert_int_equal(nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS), 0);
+    return path;
+}
+
+qref_tensor test_tensor_view(const char *name, qref_dtype dtype, int ndim, int64_t rows, int64_t cols,
+                             const void *data)
+{
+    qref_tensor tensor;
+    memset(&tensor, 0, sizeof tensor);
+    tensor.name = (char *)name;
+    tensor.dtype = dtype;
+    tensor.ndim = ndim;
+    tensor.shape[0] = rows;
+    tensor.shape[1] = ndim == 2 ? cols : 0;
+    tensor.numel = (uint64_t)rows * (uint64_t)(ndim == 2 ? cols : 1);
+    tensor.nbytes = tensor.numel * qref_dtype_size(dtype);
+    tensor.data = data;
+    return tensor;
 }

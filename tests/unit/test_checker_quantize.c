@@ -8,12 +8,11 @@
  * reference's bytes. The failure cases check that nothing is left behind: no output folder
  * and no temporary sibling.
  */
-#define _XOPEN_SOURCE 700 /* nftw */
+#define _XOPEN_SOURCE 700 /* strdup, lstat */
 
 #include "test_support.h"
 
 #include <dirent.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,25 +29,6 @@
 #define SYNTH "models/synth256"
 
 /* ---- helpers ----------------------------------------------------------------------------- */
-
-static int remove_entry(const char *path, const struct stat *info, int type, struct FTW *walk)
-{
-    (void)info;
-    (void)type;
-    (void)walk;
-    return remove(path);
-}
-
-/* Returns an owned path under the test scratch folder, with nothing at it. */
-static char *scratch_path(const char *name)
-{
-    char *path = strdup(test_tmp_path(name));
-    assert_non_null(path);
-    struct stat info;
-    if (lstat(path, &info) == 0)
-        assert_int_equal(nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS), 0);
-    return path;
-}
 
 static bool path_exists(const char *path)
 {
@@ -255,7 +235,7 @@ static qref_gptq_format quantize_and_check(const char *fixture, const char *name
                                            bool sym)
 {
     char *reference = strdup(test_fixture_path(fixture));
-    char *out_dir = scratch_path(name);
+    char *out_dir = test_scratch_path(name);
     assert_non_null(reference);
     qc_quantize_request request = request_for(reference, out_dir, bits, group_size, sym, QC_CHECKPOINT_AUTO);
     qc_quantize_outcome outcome;
@@ -343,7 +323,7 @@ static void test_quantize_synth256_w4g128(void **state)
 static void test_quantize_group_not_dividing(void **state)
 {
     (void)state;
-    char *out_dir = scratch_path("quantize-g8");
+    char *out_dir = test_scratch_path("quantize-g8");
     qc_quantize_request request = request_for(test_fixture_path(STORIES), out_dir, 4, 8, false, QC_CHECKPOINT_AUTO);
     qc_quantize_outcome outcome;
     qref_error err = {0};
@@ -374,7 +354,7 @@ static void test_quantize_check_group_size(void **state)
 static void test_quantize_existing_folder(void **state)
 {
     (void)state;
-    char *out_dir = scratch_path("quantize-existing");
+    char *out_dir = test_scratch_path("quantize-existing");
     assert_int_equal(mkdir(out_dir, 0755), 0);
     char marker[1024];
     snprintf(marker, sizeof marker, "%s/marker", out_dir);
@@ -406,7 +386,7 @@ static void test_quantize_existing_folder(void **state)
 static void test_quantize_rejects_quantized_reference(void **state)
 {
     (void)state;
-    char *out_dir = scratch_path("quantize-requantize");
+    char *out_dir = test_scratch_path("quantize-requantize");
     qc_quantize_request request = request_for(test_fixture_path("models/synth256-autogptq-w4g128"), out_dir, 4, 128,
                                               false, QC_CHECKPOINT_AUTO);
     qc_quantize_outcome outcome;
@@ -426,7 +406,7 @@ static void test_quantize_v1_zero_point_zero(void **state)
     char *reference = strdup(test_fixture_path(STORIES));
     assert_non_null(reference);
     assert_true(reference_has_zero_point_zero(reference, 4, 4, false));
-    char *out_dir = scratch_path("quantize-v1-zero");
+    char *out_dir = test_scratch_path("quantize-v1-zero");
     qc_quantize_request request = request_for(reference, out_dir, 4, 4, false, QC_CHECKPOINT_V1);
     qc_quantize_outcome outcome;
     qref_error err = {0};
@@ -449,7 +429,7 @@ static void test_quantize_v1_zero_point_zero(void **state)
 static void test_quantize_creates_parents(void **state)
 {
     (void)state;
-    char *parent = scratch_path("quantize-parents");
+    char *parent = test_scratch_path("quantize-parents");
     char out_dir[1024];
     snprintf(out_dir, sizeof out_dir, "%s/a/b/artifact", parent);
     qc_quantize_request request = request_for(test_fixture_path(STORIES), out_dir, 8, -1, true, QC_CHECKPOINT_AUTO);
@@ -470,7 +450,7 @@ static void test_quantize_creates_parents(void **state)
 static void test_quantize_failure_removes_parents(void **state)
 {
     (void)state;
-    char *parent = scratch_path("quantize-parents-removed");
+    char *parent = test_scratch_path("quantize-parents-removed");
     char name[251];
     memset(name, 'a', 250);
     name[250] = '\0';

@@ -8,11 +8,10 @@
  * Every other tensor must be the reference's bytes, and the artifact must pass the codec's
  * structure checks without a finding.
  */
-#define _XOPEN_SOURCE 700 /* nftw */
+#define _XOPEN_SOURCE 700 /* strdup, lstat */
 
 #include "test_support.h"
 
-#include <ftw.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,25 +21,6 @@
 #include "model/qref_llama.h"
 #include "qc_model.h"
 #include "qc_quantize_ct.h"
-
-static int remove_entry(const char *path, const struct stat *info, int type, struct FTW *walk)
-{
-    (void)info;
-    (void)type;
-    (void)walk;
-    return remove(path);
-}
-
-/* Returns an owned path under the test scratch folder, with nothing at it. */
-static char *scratch_path(const char *name)
-{
-    char *path = strdup(test_tmp_path(name));
-    assert_non_null(path);
-    struct stat info;
-    if (lstat(path, &info) == 0)
-        assert_int_equal(nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS), 0);
-    return path;
-}
 
 /*
  * The fake-quantized weight of compressed-tensors' min-max quantization in f32: per row
@@ -74,7 +54,7 @@ static void expected_weight(const float *weight, int64_t rows, int64_t cols, int
 /* Quantizes fixture into name with these options and checks the artifact against the reference. */
 static void check_round_trip(const char *fixture, const char *name, int bits, long group_size, bool sym)
 {
-    char *out = scratch_path(name);
+    char *out = test_scratch_path(name);
     qc_ct_request request = {.reference = test_fixture_path(fixture), .out_dir = out, .bits = bits,
                              .group_size = group_size, .sym = sym};
     qc_quantize_outcome outcome;
@@ -178,7 +158,7 @@ static void test_stories260k_w8g4_sym(void **state)
 static void test_rejects_bad_requests(void **state)
 {
     (void)state;
-    char *out = scratch_path("ct-rejected");
+    char *out = test_scratch_path("ct-rejected");
     qc_ct_request request = {.reference = test_fixture_path("models/stories260k"), .out_dir = out, .bits = 3,
                              .group_size = -1, .sym = true};
     qc_quantize_outcome outcome;

@@ -24,22 +24,6 @@
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
-static qref_tensor make_view(const char *name, qref_dtype dtype, int ndim, int64_t rows, int64_t cols,
-                             const void *data)
-{
-    qref_tensor tensor;
-    memset(&tensor, 0, sizeof tensor);
-    tensor.name = (char *)name;
-    tensor.dtype = dtype;
-    tensor.ndim = ndim;
-    tensor.shape[0] = rows;
-    tensor.shape[1] = ndim == 2 ? cols : 0;
-    tensor.numel = (uint64_t)rows * (uint64_t)(ndim == 2 ? cols : 1);
-    tensor.nbytes = tensor.numel * qref_dtype_size(dtype);
-    tensor.data = data;
-    return tensor;
-}
-
 /* Parses a quantization_config text that must have no schema problem. */
 static void parse_config(const char *text, qref_ct_config *config)
 {
@@ -225,8 +209,8 @@ static void test_w8a8_row_by_hand(void **state)
     const float expected_bf16[5] = {-12.8125f, -0.10009765625f, 0.0f, 0.10009765625f, 12.6875f};
 
     for (int pass = 0; pass < 2; pass++) {
-        qref_tensor weight = make_view("l.weight", QREF_DTYPE_I8, 2, 1, 5, codes);
-        qref_tensor scale = make_view("l.weight_scale", pass == 0 ? QREF_DTYPE_F16 : QREF_DTYPE_BF16, 2, 1, 1,
+        qref_tensor weight = test_tensor_view("l.weight", QREF_DTYPE_I8, 2, 1, 5, codes);
+        qref_tensor scale = test_tensor_view("l.weight_scale", pass == 0 ? QREF_DTYPE_F16 : QREF_DTYPE_BF16, 2, 1, 1,
                                       pass == 0 ? scale_f16 : scale_bf16);
         qref_ct_linear linear = {.prefix = "l", .weight = &weight, .weight_scale = &scale, .out_features = 1,
                                  .in_features = 5};
@@ -269,10 +253,10 @@ static void test_pack_asym_group_by_hand(void **state)
         qref_store_f32(scales + 4 * k, scale_values[k]);
     qref_store_u64(shape, 2);
     qref_store_u64(shape + 8, 8);
-    qref_tensor t_packed = make_view("l.weight_packed", QREF_DTYPE_I32, 2, 2, 1, packed);
-    qref_tensor t_zero = make_view("l.weight_zero_point", QREF_DTYPE_I32, 2, 1, 2, zero_points);
-    qref_tensor t_scale = make_view("l.weight_scale", QREF_DTYPE_F32, 2, 2, 2, scales);
-    qref_tensor t_shape = make_view("l.weight_shape", QREF_DTYPE_I64, 1, 2, 0, shape);
+    qref_tensor t_packed = test_tensor_view("l.weight_packed", QREF_DTYPE_I32, 2, 2, 1, packed);
+    qref_tensor t_zero = test_tensor_view("l.weight_zero_point", QREF_DTYPE_I32, 2, 1, 2, zero_points);
+    qref_tensor t_scale = test_tensor_view("l.weight_scale", QREF_DTYPE_F32, 2, 2, 2, scales);
+    qref_tensor t_shape = test_tensor_view("l.weight_shape", QREF_DTYPE_I64, 1, 2, 0, shape);
     qref_ct_linear linear = {.prefix = "l", .weight_packed = &t_packed, .weight_zero_point = &t_zero,
                              .weight_scale = &t_scale, .weight_shape = &t_shape, .out_features = 2, .in_features = 8};
     qref_ct_codes codes;
@@ -673,7 +657,7 @@ static void test_findings_tensors(void **state)
     /* a float weight where the group quantizes */
     fixture_init(&fx, "pack-quantized", false);
     float dense[9 * 12] = {0};
-    qref_tensor weight = make_view("m.weight", QREF_DTYPE_F32, 2, 9, 12, dense);
+    qref_tensor weight = test_tensor_view("m.weight", QREF_DTYPE_F32, 2, 9, 12, dense);
     linear = (qref_ct_linear){.prefix = "m", .weight = &weight, .out_features = 9, .in_features = 12};
     assert_single_finding(&linear, &fx.config.schemes[0], "ct.targeted.float", "is stored in float (F32 [9, 12])");
     fixture_free(&fx);
@@ -694,7 +678,7 @@ static void test_findings_zero_points(void **state)
     /* symmetric with a zero point */
     fixture_init(&fx, "int-quantized", true);
     int8_t zeros[9 * 3] = {0};
-    qref_tensor zp = make_view("m.weight_zero_point", QREF_DTYPE_I8, 2, 9, 3, zeros);
+    qref_tensor zp = test_tensor_view("m.weight_zero_point", QREF_DTYPE_I8, 2, 9, 3, zeros);
     linear = fx.linear;
     linear.weight_zero_point = &zp;
     assert_single_finding(&linear, &fx.config.schemes[0], "ct.zero_point.unexpected", "expected none");
@@ -758,7 +742,7 @@ static void test_findings_group_index_and_inputs(void **state)
     int32_t g_idx[12];
     for (int i = 0; i < 12; i++)
         g_idx[i] = i / 4;
-    qref_tensor t_g_idx = make_view("m.weight_g_idx", QREF_DTYPE_I32, 1, 12, 0, g_idx);
+    qref_tensor t_g_idx = test_tensor_view("m.weight_g_idx", QREF_DTYPE_I32, 1, 12, 0, g_idx);
     qref_ct_linear linear = fx.linear;
     linear.weight_g_idx = &t_g_idx;
     qref_findings findings = {0};
@@ -779,7 +763,7 @@ static void test_findings_group_index_and_inputs(void **state)
     fixture_init(&fx, "int-quantized", true);
     assert_single_finding(&fx.linear, &config.schemes[0], "ct.input_scale.missing", "is static");
     float zero = 0.0f;
-    qref_tensor input_scale = make_view("m.input_scale", QREF_DTYPE_F32, 1, 1, 0, &zero);
+    qref_tensor input_scale = test_tensor_view("m.input_scale", QREF_DTYPE_F32, 1, 1, 0, &zero);
     linear = fx.linear;
     linear.input_scale = &input_scale;
     assert_single_finding(&linear, &config.schemes[0], "ct.input_scale.invalid", "scale 0 at [0]");

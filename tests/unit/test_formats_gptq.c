@@ -24,22 +24,6 @@
 
 /* ---- helpers ----------------------------------------------------------------------------- */
 
-static qref_tensor make_view(const char *name, qref_dtype dtype, int ndim, int64_t rows, int64_t cols,
-                             const void *data)
-{
-    qref_tensor tensor;
-    memset(&tensor, 0, sizeof tensor);
-    tensor.name = (char *)name;
-    tensor.dtype = dtype;
-    tensor.ndim = ndim;
-    tensor.shape[0] = rows;
-    tensor.shape[1] = ndim == 2 ? cols : 0;
-    tensor.numel = (uint64_t)rows * (uint64_t)(ndim == 2 ? cols : 1);
-    tensor.nbytes = tensor.numel * qref_dtype_size(dtype);
-    tensor.data = data;
-    return tensor;
-}
-
 static uint32_t word_at(const qref_tensor *tensor, size_t index)
 {
     return qref_load_u32(tensor->data + 4 * index);
@@ -308,10 +292,10 @@ static void test_gptq_v1_underflow(void **state)
     qref_store_u32(qzeros_bytes, 0xffffff10);
     for (int o = 0; o < 8; o++)
         qref_store_u16(scale_bytes + 2 * o, 0x3800);
-    qref_tensor qweight = make_view("m.qweight", QREF_DTYPE_I32, 2, 1, 8, qweight_bytes);
-    qref_tensor qzeros = make_view("m.qzeros", QREF_DTYPE_I32, 2, 1, 1, qzeros_bytes);
-    qref_tensor scales = make_view("m.scales", QREF_DTYPE_F16, 2, 1, 8, scale_bytes);
-    qref_tensor g_idx = make_view("m.g_idx", QREF_DTYPE_I32, 1, 8, 0, g_idx_bytes);
+    qref_tensor qweight = test_tensor_view("m.qweight", QREF_DTYPE_I32, 2, 1, 8, qweight_bytes);
+    qref_tensor qzeros = test_tensor_view("m.qzeros", QREF_DTYPE_I32, 2, 1, 1, qzeros_bytes);
+    qref_tensor scales = test_tensor_view("m.scales", QREF_DTYPE_F16, 2, 1, 8, scale_bytes);
+    qref_tensor g_idx = test_tensor_view("m.g_idx", QREF_DTYPE_I32, 1, 8, 0, g_idx_bytes);
     qref_gptq_linear linear = {.prefix = "m", .qweight = &qweight, .qzeros = &qzeros, .scales = &scales,
                                .g_idx = &g_idx, .out_features = 8, .in_features = 8};
     qref_gptq_config config;
