@@ -32,7 +32,7 @@
 /* A snapshot's model.safetensors, mapped and parsed. */
 typedef struct loaded {
     qref_blob blob;
-    qref_safetensors st;
+    qref_safetensors weights;
 } loaded;
 
 static void load(const char *dir, loaded *out)
@@ -40,14 +40,14 @@ static void load(const char *dir, loaded *out)
     char path[CASE_PATH_SIZE];
     qref_error err = {0};
     case_check_status(qref_blob_map_file(case_join_path(path, dir, "model.safetensors"), &out->blob, &err), &err);
-    case_check_status(qref_safetensors_parse(path, out->blob.data, out->blob.size, &out->st, &err), &err);
+    case_check_status(qref_safetensors_parse(path, out->blob.data, out->blob.size, &out->weights, &err), &err);
 }
 
 static const qref_tensor *require(const loaded *model, const char *name)
 {
-    const qref_tensor *tensor = qref_tensor_set_find(&model->st.tensors, name);
+    const qref_tensor *tensor = qref_tensor_set_find(&model->weights.tensors, name);
     if (tensor == NULL)
-        case_fail("%s: no tensor %s", model->st.display, name);
+        case_fail("%s: no tensor %s", model->weights.display, name);
     return tensor;
 }
 
@@ -68,13 +68,14 @@ static void write_case(const char *base_dir, const loaded *base, const char *out
     copy_if_present(base_dir, dir, "config.json");
     copy_if_present(base_dir, dir, "tokenizer.model");
 
-    size_t count = base->st.tensors.count;
+    size_t count = base->weights.tensors.count;
     qref_safetensors_entry *entries = case_allocate(count * sizeof *entries);
     for (size_t i = 0; i < count; i++) {
-        const qref_tensor *t = &base->st.tensors.items[i];
-        entries[i] = (qref_safetensors_entry){.name = t->name, .dtype = t->dtype, .ndim = t->ndim, .data = t->data};
-        memcpy(entries[i].shape, t->shape, sizeof entries[i].shape);
-        if (strcmp(t->name, weight) == 0)
+        const qref_tensor *tensor = &base->weights.tensors.items[i];
+        entries[i] = (qref_safetensors_entry){.name = tensor->name, .dtype = tensor->dtype, .ndim = tensor->ndim,
+                                              .data = tensor->data};
+        memcpy(entries[i].shape, tensor->shape, sizeof entries[i].shape);
+        if (strcmp(tensor->name, weight) == 0)
             entries[i].data = replacement;
     }
     qref_error err = {0};
@@ -129,9 +130,9 @@ int main(int argc, char **argv)
         case_fail("%s: expected an F16 OTHER of BASE's shape", weight);
     write_case(base_dir, &base, out, "mixed", weight, other_weight->data);
 
-    qref_safetensors_free(&base.st);
-    qref_safetensors_free(&other.st);
-    qref_safetensors_free(&ref.st);
+    qref_safetensors_free(&base.weights);
+    qref_safetensors_free(&other.weights);
+    qref_safetensors_free(&ref.weights);
     qref_blob_free(&base.blob);
     qref_blob_free(&other.blob);
     qref_blob_free(&ref.blob);
